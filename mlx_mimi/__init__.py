@@ -1,0 +1,14 @@
+"""mlx-mimi: Kyutai's Mimi neural audio codec in MLX, with the PyTorch reference's codes."""
+
+from . import backend as _backend
+
+_backend.load_blas()  # before mlx.core is imported anywhere: see backend.py
+
+from .config import MimiConfig  # noqa: E402
+from .model import Mimi, MimiError  # noqa: E402
+from .weights import WeightsError, load_model  # noqa: E402
+
+load = load_model
+
+__all__ = ["Mimi", "MimiConfig", "MimiError", "WeightsError", "load", "load_model"]
+__version__ = "0.1.0"

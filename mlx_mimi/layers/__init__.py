@@ -1,0 +1,1 @@
+"""Mimi layers: convolutions, SEANet, transformer, quantizer (channels-last, stateful)."""

@@ -1,0 +1,73 @@
+"""Split residual vector quantizer: a semantic RVQ and an acoustic RVQ that both read the same latent.
+
+Codebooks are stored precomputed (``embed_sum / clamp(cluster_usage, 1e-5)``) in float32 together with
+half their squared norms, so the nearest-codebook search is one matmul and an argmin:
+``argmin_j |x - e_j|^2 = argmin_j (|e_j|^2 / 2 - x . e_j)``. The search and the residual updates always run
+in float32, whatever the model dtype: a code is an argmin, and low precision would flip near-ties.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from ..config import MimiConfig
+
+
+class ResidualVQ(nn.Module):
+    """``n`` codebooks applied in turn to the residual of a 1x1-projected latent."""
+
+    def __init__(self, config: MimiConfig, num_codebooks: int):
+        super().__init__()
+        dim, vq_dim = config.hidden_size, config.vector_quantization_hidden_dimension
+        self.num_codebooks = num_codebooks
+        self.codebook_size = config.codebook_size
+        self.input_proj = mx.zeros((vq_dim, dim))
+        self.output_proj = mx.zeros((dim, vq_dim))
+        self.codebooks = mx.zeros((num_codebooks, config.codebook_size, vq_dim))
+        self.half_sq_norms = mx.zeros((num_codebooks, config.codebook_size))
+
+    def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
+        """latent: (B, F, dim) float32 -> codes (B, F, n) uint32."""
+        residual = latent @ self.input_proj.T
+        codes = []
+        for i in range(num_codebooks):
+            book = self.codebooks[i]
+            scores = self.half_sq_norms[i] - residual @ book.T
+            index = mx.argmin(scores, axis=-1)
+            residual = residual - book[index]
+            codes.append(index)
+        return mx.stack(codes, axis=-1)
+
+    def decode(self, codes: mx.array) -> mx.array:
+        """codes: (B, F, n) with n <= num_codebooks -> (B, F, dim) float32."""
+        n = codes.shape[-1]
+        offsets = mx.arange(n, dtype=codes.dtype) * self.codebook_size
+        flat = self.codebooks[:n].reshape(-1, self.codebooks.shape[-1])
+        quantized = flat[codes + offsets].sum(axis=-2)
+        return quantized @ self.output_proj.T
+
+
+class SplitResidualVQ(nn.Module):
+    def __init__(self, config: MimiConfig):
+        super().__init__()
+        self.num_semantic = config.num_semantic_quantizers
+        self.num_codebooks = config.num_quantizers
+        self.semantic = ResidualVQ(config, config.num_semantic_quantizers)
+        self.acoustic = ResidualVQ(config, config.num_acoustic_quantizers)
+
+    def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
+        """latent (B, F, dim) -> codes (B, F, num_codebooks); semantic codebooks first."""
+        latent = latent.astype(mx.float32)
+        codes = self.semantic.encode(latent, self.num_semantic)
+        if num_codebooks > self.num_semantic:
+            acoustic = self.acoustic.encode(latent, num_codebooks - self.num_semantic)
+            codes = mx.concatenate([codes, acoustic], axis=-1)
+        return codes
+
+    def decode(self, codes: mx.array) -> mx.array:
+        """codes (B, F, K) -> latent (B, F, dim) float32: the sum of both paths' projected outputs."""
+        latent = self.semantic.decode(codes[..., : self.num_semantic])
+        if codes.shape[-1] > self.num_semantic:
+            latent = latent + self.acoustic.decode(codes[..., self.num_semantic :])
+        return latent

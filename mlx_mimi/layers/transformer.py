@@ -1,0 +1,114 @@
+"""Mimi's transformer: pre-norm layers, RoPE, causal attention over a sliding window, LayerScale, exact GELU.
+
+Attention state is a fixed-size cache of the ``sliding_window - 1`` keys and values before the current
+call (the window is the current step and the 249 before it, transformers' semantics), plus the absolute
+position of the next step for RoPE. A call with L new steps attends over ``cache + L`` keys with an
+in-graph mask, then keeps the last ``window - 1``: the same code serves a 2-step streaming frame and a
+1000-step offline chunk, and memory never grows with the stream.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from ..config import MimiConfig
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; ``qkv`` stacks q|k|v with q/k in the rotate-half RoPE layout."""
+
+    def __init__(self, config: MimiConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.rope_theta = config.rope_theta
+        self.scale = self.head_dim**-0.5
+        inner = self.num_heads * self.head_dim
+        self.qkv = nn.Linear(config.hidden_size, 3 * inner, bias=config.attention_bias)
+        self.out = nn.Linear(inner, config.hidden_size, bias=config.attention_bias)
+
+    def __call__(
+        self, x: mx.array, keys: mx.array, values: mx.array, pos: mx.array, mask: mx.array
+    ) -> tuple[mx.array, mx.array, mx.array]:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=pos)
+        k = mx.fast.rope(k, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=pos)
+        context = keys.shape[2]
+        keys = mx.concatenate([keys, k], axis=2)
+        values = mx.concatenate([values, v], axis=2)
+        h = mx.fast.scaled_dot_product_attention(q, keys, values, scale=self.scale, mask=mask)
+        h = h.transpose(0, 2, 1, 3).reshape(b, n, -1)
+        return self.out(h), keys[:, :, -context:], values[:, :, -context:]
+
+
+class MLP(nn.Module):
+    def __init__(self, config: MimiConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return self.fc2(nn.gelu(self.fc1(x)))  # exact (erf) GELU, as the reference
+
+
+class TransformerLayer(nn.Module):
+    def __init__(self, config: MimiConfig):
+        super().__init__()
+        d = config.hidden_size
+        self.eps = config.norm_eps
+        self.attn_norm = nn.LayerNorm(d, eps=config.norm_eps)
+        self.attn = Attention(config)
+        self.attn_scale = mx.full((d,), config.layer_scale_initial_scale)
+        self.mlp_norm = nn.LayerNorm(d, eps=config.norm_eps)
+        self.mlp = MLP(config)
+        self.mlp_scale = mx.full((d,), config.layer_scale_initial_scale)
+
+    def __call__(self, x, keys, values, pos, mask):
+        h, keys, values = self.attn(self.attn_norm(x), keys, values, pos, mask)
+        x = x + self.attn_scale * h
+        x = x + self.mlp_scale * self.mlp(self.mlp_norm(x))
+        return x, keys, values
+
+
+def window_mask(pos: mx.array, steps: int, context: int) -> mx.array:
+    """(steps, context + steps) bool: query i (position pos + i) may see key j within the window.
+
+    Keys are the ``context`` cached steps (positions pos - context ...) then the new steps. A key is
+    visible if it is not in the future, at most ``context`` steps back, and not before the stream start.
+    """
+    q_pos = pos + mx.arange(steps)
+    k_pos = pos - context + mx.arange(context + steps)
+    delta = q_pos[:, None] - k_pos[None, :]
+    return (delta >= 0) & (delta <= context) & (k_pos[None, :] >= 0)
+
+
+class Transformer(nn.Module):
+    """(B, L, d) -> (B, L, d); no final norm (Mimi has none)."""
+
+    def __init__(self, config: MimiConfig):
+        super().__init__()
+        self.context = config.sliding_window - 1
+        self.layers = [TransformerLayer(config) for _ in range(config.num_hidden_layers)]
+        self._heads = config.num_attention_heads
+        self._head_dim = config.head_dim
+
+    def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
+        shape = (batch_size, self._heads, self.context, self._head_dim)
+        return {
+            "pos": mx.array(0, dtype=mx.int32),
+            "keys": [mx.zeros(shape, dtype=dtype) for _ in self.layers],
+            "values": [mx.zeros(shape, dtype=dtype) for _ in self.layers],
+        }
+
+    def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
+        pos = state["pos"]
+        mask = window_mask(pos, x.shape[1], self.context)
+        new_keys, new_values = [], []
+        for layer, k, v in zip(self.layers, state["keys"], state["values"]):
+            x, k, v = layer(x, k, v, pos, mask)
+            new_keys.append(k)
+            new_values.append(v)
+        return x, {"pos": pos + x.shape[1], "keys": new_keys, "values": new_values}

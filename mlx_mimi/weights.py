@@ -1,0 +1,302 @@
+"""Checkpoint layouts: detect (Hugging Face, Kyutai original, mlx-mimi converted), sanitize to ours, load strictly.
+
+``sanitize`` turns any supported layout into this package's parameter names and shapes (conv weights in MLX
+order, 1x1 projections squeezed, q|k|v stacked with rotate-half RoPE, codebooks divided and normed in
+float32). ``load_model`` then loads it strictly: a missing, unexpected or mis-shaped tensor is one error
+that names it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+from mlx.utils import tree_flatten, tree_unflatten
+
+from .config import MimiConfig
+from .model import Mimi
+
+HF, ORIGINAL, CONVERTED = "hf", "original", "mlx-mimi"
+FORMAT_NAME = "mlx-mimi"
+FORMAT_VERSION = "1"
+CODEBOOK_EPS = 1e-5  # the references' clamp(cluster_usage, min=1e-5)
+
+
+class WeightsError(ValueError):
+    """A checkpoint that does not fit the model: missing, unexpected or mis-shaped tensors."""
+
+
+def detect_layout(names: set[str] | list[str], metadata: dict | None = None) -> str:
+    names = set(names)
+    if (metadata or {}).get("format") == FORMAT_NAME or any(
+        n.startswith("quantizer.semantic.") for n in names
+    ):
+        return CONVERTED
+    if any(n.startswith("quantizer.semantic_residual_vector_quantizer.") for n in names) or any(
+        n.startswith(("encoder.layers.", "decoder.layers.")) for n in names
+    ):
+        return HF
+    if any(n.startswith("quantizer.rvq_first.") for n in names) or any(
+        n.startswith(("encoder.model.", "decoder.model.")) for n in names
+    ):
+        return ORIGINAL
+    raise WeightsError(
+        "unrecognised checkpoint: neither the Hugging Face, Kyutai original nor mlx-mimi layout"
+    )
+
+
+def fold_weight_norm(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Replace weight-norm pairs (``weight_g``/``weight_v`` or torch parametrizations) by the plain weight."""
+    out = dict(tensors)
+    pairs = []
+    for name in tensors:
+        if name.endswith(".weight_g"):
+            pairs.append((name, name[: -len("_g")] + "_v", name[: -len("_g")]))
+        elif name.endswith(".parametrizations.weight.original0"):
+            base = name[: -len(".parametrizations.weight.original0")]
+            pairs.append((name, base + ".parametrizations.weight.original1", base + ".weight"))
+    for g_name, v_name, w_name in pairs:
+        if v_name not in tensors:
+            raise WeightsError(f"weight-norm tensor {g_name} has no matching {v_name}")
+        g, v = out.pop(g_name).astype(np.float32), out.pop(v_name).astype(np.float32)
+        norm = np.sqrt((v.reshape(v.shape[0], -1) ** 2).sum(axis=1)).reshape((-1,) + (1,) * (v.ndim - 1))
+        out[w_name] = g.reshape(norm.shape) * v / norm
+    return out
+
+
+# -- name maps: our module prefix -> (source prefix, kind) ------------------------------------------------
+def _seanet_modules(config: MimiConfig, layout: str) -> dict[str, tuple[str, str]]:
+    seq = "layers" if layout == HF else "model"
+    conv = "conv" if layout == HF else "conv.conv"
+    convtr = "conv" if layout == HF else "convtr.convtr"
+    r = config.num_residual_layers
+    n = len(config.upsampling_ratios)
+    out: dict[str, tuple[str, str]] = {}
+    for side in ("encoder", "decoder"):
+        out[f"{side}.init_conv"] = (f"{side}.{seq}.0.{conv}", "conv")
+        out[f"{side}.final_conv"] = (f"{side}.{seq}.{n * (r + 2) + 2}.{conv}", "conv")
+        for i in range(n):
+            base = 1 + i * (r + 2)
+            first_res = base if side == "encoder" else base + 2
+            for j in range(r):
+                for our, theirs in (("conv1", 1), ("conv2", 3)):
+                    src = f"{side}.{seq}.{first_res + j}.block.{theirs}.{conv}"
+                    out[f"{side}.stages.{i}.residuals.{j}.{our}"] = (src, "conv")
+            if side == "encoder":
+                out[f"encoder.stages.{i}.downsample"] = (f"encoder.{seq}.{base + r + 1}.{conv}", "conv")
+            else:
+                out[f"decoder.stages.{i}.upsample"] = (f"decoder.{seq}.{base + 1}.{convtr}", "convtr")
+    if layout == HF:
+        out["downsample"] = ("downsample.conv", "conv")
+        out["upsample"] = ("upsample.conv", "depthwise")
+    else:
+        out["downsample"] = ("downsample.conv.conv.conv", "conv")
+        out["upsample"] = ("upsample.convtr.convtr.convtr", "depthwise")
+    return out
+
+
+def _transformer_layer_map(layout: str, side: str, i: int) -> dict[str, list[str]]:
+    """our parameter name -> source tensor names (several are concatenated: q|k|v)."""
+    ours = f"{side}_transformer.layers.{i}."
+    if layout == HF:
+        src = f"{side}_transformer.layers.{i}."
+        return {
+            ours + "attn.qkv.weight": [src + f"self_attn.{p}_proj.weight" for p in "qkv"],
+            ours + "attn.out.weight": [src + "self_attn.o_proj.weight"],
+            ours + "attn_norm.weight": [src + "input_layernorm.weight"],
+            ours + "attn_norm.bias": [src + "input_layernorm.bias"],
+            ours + "mlp_norm.weight": [src + "post_attention_layernorm.weight"],
+            ours + "mlp_norm.bias": [src + "post_attention_layernorm.bias"],
+            ours + "mlp.fc1.weight": [src + "mlp.fc1.weight"],
+            ours + "mlp.fc2.weight": [src + "mlp.fc2.weight"],
+            ours + "attn_scale": [src + "self_attn_layer_scale.scale"],
+            ours + "mlp_scale": [src + "mlp_layer_scale.scale"],
+        }
+    src = f"{side}_transformer.transformer.layers.{i}."
+    return {
+        ours + "attn.qkv.weight": [src + "self_attn.in_proj_weight"],
+        ours + "attn.out.weight": [src + "self_attn.out_proj.weight"],
+        ours + "attn_norm.weight": [src + "norm1.weight"],
+        ours + "attn_norm.bias": [src + "norm1.bias"],
+        ours + "mlp_norm.weight": [src + "norm2.weight"],
+        ours + "mlp_norm.bias": [src + "norm2.bias"],
+        ours + "mlp.fc1.weight": [src + "linear1.weight"],
+        ours + "mlp.fc2.weight": [src + "linear2.weight"],
+        ours + "attn_scale": [src + "layer_scale_1.scale"],
+        ours + "mlp_scale": [src + "layer_scale_2.scale"],
+    }
+
+
+def _rvq_sources(layout: str, path: str) -> tuple[str, Callable[[int], tuple[str, str]]]:
+    """(prefix of the path's projections, j -> (embed_sum name, cluster_usage name))."""
+    if layout == HF:
+        prefix = f"quantizer.{path}_residual_vector_quantizer."
+        return prefix, lambda j: (
+            f"{prefix}layers.{j}.codebook.embed_sum",
+            f"{prefix}layers.{j}.codebook.cluster_usage",
+        )
+    prefix = "quantizer.rvq_first." if path == "semantic" else "quantizer.rvq_rest."
+    return prefix, lambda j: (
+        f"{prefix}vq.layers.{j}._codebook.embedding_sum",
+        f"{prefix}vq.layers.{j}._codebook.cluster_usage",
+    )
+
+
+def interleaved_to_rotate_half(w: np.ndarray, num_heads: int) -> np.ndarray:
+    """Reorder q or k projection rows from interleaved RoPE pairs (Kyutai) to rotate-half halves (HF)."""
+    out_dim, in_dim = w.shape
+    head_dim = out_dim // num_heads
+    return w.reshape(num_heads, head_dim // 2, 2, in_dim).transpose(0, 2, 1, 3).reshape(out_dim, in_dim)
+
+
+def codebook_arrays(embed_sum: np.ndarray, cluster_usage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 codebook and half its squared norms, as the search needs them."""
+    usage = np.maximum(cluster_usage.astype(np.float32), CODEBOOK_EPS)
+    book = embed_sum.astype(np.float32) / usage[:, None]
+    return book, 0.5 * (book.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)
+
+
+_IGNORED = re.compile(r"(\.initialized|\._initialized)$")
+
+
+def sanitize(
+    tensors: dict[str, np.ndarray], config: MimiConfig, layout: str | None = None
+) -> dict[str, np.ndarray]:
+    """Any supported layout -> our names and shapes (numpy, float32). Raises WeightsError on extras."""
+    layout = layout or detect_layout(list(tensors))
+    if layout == CONVERTED:
+        return dict(tensors)
+    tensors = fold_weight_norm(tensors)
+    used: set[str] = set()
+
+    def take(name: str) -> np.ndarray:
+        if name not in tensors:
+            raise WeightsError(f"missing tensor {name!r} ({layout} layout)")
+        used.add(name)
+        return np.asarray(tensors[name], dtype=np.float32)
+
+    out: dict[str, np.ndarray] = {}
+    halves = [s for s, has in (("encoder", config.has_encoder), ("decoder", config.has_decoder)) if has]
+    for ours, (src, kind) in _seanet_modules(config, layout).items():
+        side = "encoder" if ours.startswith(("encoder", "downsample")) else "decoder"
+        if side not in halves:
+            continue
+        w = take(src + ".weight")
+        if kind == "conv":
+            out[ours + ".weight"] = w.transpose(0, 2, 1)
+        elif kind == "convtr":
+            out[ours + ".weight"] = w.transpose(2, 1, 0)
+        else:  # depthwise (C, 1, K) -> (K, C)
+            out[ours + ".weight"] = w[:, 0, :].T
+        if src + ".bias" in tensors:
+            out[ours + ".bias"] = take(src + ".bias")
+    heads = config.num_attention_heads
+    for side in halves:
+        for i in range(config.num_hidden_layers):
+            for ours, srcs in _transformer_layer_map(layout, side, i).items():
+                w = np.concatenate([take(s) for s in srcs], axis=0) if len(srcs) > 1 else take(srcs[0])
+                if layout == ORIGINAL and ours.endswith("attn.qkv.weight"):
+                    q, k, v = np.split(w, 3, axis=0)
+                    q, k = interleaved_to_rotate_half(q, heads), interleaved_to_rotate_half(k, heads)
+                    w = np.concatenate([q, k, v], axis=0)
+                out[ours] = w
+    for path, count in (
+        ("semantic", config.num_semantic_quantizers),
+        ("acoustic", config.num_acoustic_quantizers),
+    ):
+        prefix, book_names = _rvq_sources(layout, path)
+        out[f"quantizer.{path}.input_proj"] = take(prefix + "input_proj.weight")[..., 0]
+        out[f"quantizer.{path}.output_proj"] = take(prefix + "output_proj.weight")[..., 0]
+        books, norms = zip(*(codebook_arrays(*(take(n) for n in book_names(j))) for j in range(count)))
+        out[f"quantizer.{path}.codebooks"] = np.stack(books)
+        out[f"quantizer.{path}.half_sq_norms"] = np.stack(norms)
+    dropped = ("encoder.", "encoder_transformer.", "downsample.") if not config.has_encoder else ()
+    dropped += ("decoder.", "decoder_transformer.", "upsample.") if not config.has_decoder else ()
+    extra = sorted(
+        n
+        for n in tensors
+        if n not in used and not _IGNORED.search(n) and not n.startswith(dropped or ("\0",))
+    )
+    if extra:
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise WeightsError(f"unexpected tensor {extra[0]!r} in the {layout} checkpoint{more}")
+    return out
+
+
+def load_into(model: Mimi, weights: dict[str, np.ndarray]) -> Mimi:
+    """Strict load: every parameter present with its exact shape, nothing left over."""
+    expected = dict(tree_flatten(model.parameters()))
+    missing = sorted(set(expected) - set(weights))
+    if missing:
+        raise WeightsError(
+            f"missing tensor {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+    extra = sorted(set(weights) - set(expected))
+    if extra:
+        raise WeightsError(
+            f"unexpected tensor {extra[0]!r}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+        )
+    params = []
+    for name, ref in expected.items():
+        w = weights[name]
+        if tuple(w.shape) != tuple(ref.shape):
+            raise WeightsError(f"tensor {name!r} has shape {tuple(w.shape)}, expected {tuple(ref.shape)}")
+        keep_f32 = name.startswith("quantizer.")  # the search runs in float32 whatever the model dtype
+        arr = w if isinstance(w, mx.array) else mx.array(np.ascontiguousarray(w))
+        params.append((name, arr.astype(mx.float32 if keep_f32 else model.dtype)))
+    model.update(tree_unflatten(params))
+    mx.eval(model.parameters())
+    return model
+
+
+_DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
+
+
+def parse_dtype(dtype: str | mx.Dtype | None) -> mx.Dtype | None:
+    if dtype is None or isinstance(dtype, mx.Dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    return _DTYPES[dtype]
+
+
+def dtype_name(dtype: mx.Dtype) -> str:
+    return next(k for k, v in _DTYPES.items() if v == dtype)
+
+
+def load_model(
+    model: str | Path = "kyutai/mimi",
+    dtype: str | mx.Dtype | None = None,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+) -> Mimi:
+    """Load Mimi from a hub repo id, a local folder or a .safetensors file, in any supported layout."""
+    import json
+
+    from .hub import resolve
+
+    resolved = resolve(model, revision=revision, cache_dir=cache_dir)
+    try:
+        arrays, metadata = mx.load(str(resolved.weights), return_metadata=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot read {resolved.weights}: {exc}") from exc
+    layout = detect_layout(list(arrays), metadata)
+    if layout == CONVERTED and "config" in metadata:
+        config = MimiConfig.from_dict(json.loads(metadata["config"]))
+    elif resolved.config is not None:
+        config = MimiConfig.from_file(resolved.config)
+    else:
+        config = MimiConfig()  # Kyutai's original file ships without a config: it is kyutai/mimi's
+    stored = parse_dtype(metadata.get("dtype")) if layout == CONVERTED else None
+    target = parse_dtype(dtype) or stored or mx.float32
+    mimi = Mimi(config, dtype=target)
+    if layout == CONVERTED:
+        weights = arrays  # already ours: no numpy round trip
+    else:
+        weights = sanitize({k: np.array(v.astype(mx.float32)) for k, v in arrays.items()}, config, layout)
+    load_into(mimi, weights)
+    mimi.source = {"model_id": resolved.model_id, "revision": resolved.revision, "layout": layout}
+    return mimi
