@@ -108,9 +108,7 @@ class MimiConfig:
         if not self.use_causal_conv:
             raise ValueError("mlx-mimi implements the causal Mimi only (use_causal_conv=true)")
         if self.audio_channels != 1:
-            raise ValueError(
-                f"mlx-mimi supports mono Mimi only; config has audio_channels={self.audio_channels}"
-            )
+            raise ValueError(f"mlx-mimi supports mono Mimi only; config has audio_channels={self.audio_channels}")
         if self.trim_right_ratio != 1.0:
             raise ValueError(f"only trim_right_ratio=1.0 is supported, got {self.trim_right_ratio}")
         if self.hidden_act not in ("gelu",):

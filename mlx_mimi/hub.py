@@ -25,17 +25,22 @@ class ResolvedModel:
 def _from_folder(folder: Path, model_id: str, revision: str | None = None) -> ResolvedModel:
     config = folder / "config.json"
     if (folder / "model.safetensors").is_file():
-        return ResolvedModel(
-            folder / "model.safetensors", config if config.is_file() else None, model_id, revision
-        )
+        return ResolvedModel(folder / "model.safetensors", config if config.is_file() else None, model_id, revision)
     files = sorted(folder.glob("*.safetensors"))
     if len(files) == 1:
         return ResolvedModel(files[0], config if config.is_file() else None, model_id, revision)
     if not files:
         raise ModelNotFoundError(f"no .safetensors file in {folder}")
-    raise ModelNotFoundError(
-        f"several .safetensors files in {folder}; name one: {', '.join(f.name for f in files)}"
-    )
+    raise ModelNotFoundError(f"several .safetensors files in {folder}; name one: {', '.join(f.name for f in files)}")
+
+
+def _optional(fetch, name: str) -> Path | None:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return fetch(name)
+    except EntryNotFoundError:
+        return None
 
 
 def resolve(
@@ -63,16 +68,12 @@ def resolve(
     try:
         try:
             weights = fetch("model.safetensors")
-            try:
-                config = fetch("config.json")
-            except (EntryNotFoundError, LocalEntryNotFoundError):
-                config = None
-        except EntryNotFoundError:
+            config = _optional(fetch, "config.json")
+        except EntryNotFoundError:  # also raised offline when the file is not cached
             weights, config = fetch(KYUTAI_TOKENIZER_FILE), None
     except LocalEntryNotFoundError as exc:
         raise ModelNotFoundError(
-            f"model {repo_id!r} is not in the local cache and the hub cannot be reached "
-            f"(offline, or HF_HUB_OFFLINE=1): {exc.__class__.__name__}"
+            f"model {repo_id!r} is not in the local cache and the hub cannot be reached (offline, or HF_HUB_OFFLINE=1)"
         ) from exc
     except Exception as exc:  # RepositoryNotFoundError, GatedRepoError, HTTP errors ...
         raise ModelNotFoundError(f"cannot fetch model {repo_id!r}: {exc}".splitlines()[0]) from exc

@@ -94,9 +94,7 @@ class Mimi(nn.Module):
         return pcm, {"upsample": up, "transformer": transformer, "seanet": seanet}
 
     # -- offline API ------------------------------------------------------------------------------------
-    def encode(
-        self, pcm: Any, num_codebooks: int | None = None, chunk_frames: int = DEFAULT_CHUNK_FRAMES
-    ) -> mx.array:
+    def encode(self, pcm: Any, num_codebooks: int | None = None, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> mx.array:
         """Audio at 24 kHz, (T,), (B, T) or (B, 1, T) float -> codes (B, K, ceil(T / 1920)) int32."""
         self._need("encoder")
         k = self.check_num_codebooks(num_codebooks)
@@ -160,9 +158,7 @@ class Mimi(nn.Module):
         """-> (B, T, 1) float array; raises MimiError on wrong rank, dtype, emptiness or non-finite values."""
         arr = pcm if isinstance(pcm, mx.array) else np.asarray(pcm)
         dt = arr.dtype
-        is_float = (
-            mx.issubdtype(dt, mx.floating) if isinstance(arr, mx.array) else np.issubdtype(dt, np.floating)
-        )
+        is_float = mx.issubdtype(dt, mx.floating) if isinstance(arr, mx.array) else np.issubdtype(dt, np.floating)
         if not is_float:
             raise MimiError(f"audio must be floating point in [-1, 1], got dtype {dt}")
         shape = tuple(arr.shape)
@@ -188,9 +184,7 @@ class Mimi(nn.Module):
         """(B, K, F) integer codes -> (B, F, K) uint32; raises MimiError on anything else."""
         arr = codes if isinstance(codes, mx.array) else np.asarray(codes)
         is_int = (
-            mx.issubdtype(arr.dtype, mx.integer)
-            if isinstance(arr, mx.array)
-            else np.issubdtype(arr.dtype, np.integer)
+            mx.issubdtype(arr.dtype, mx.integer) if isinstance(arr, mx.array) else np.issubdtype(arr.dtype, np.integer)
         )
         if not is_int:
             raise MimiError(f"codes must be integers, got dtype {arr.dtype}")
@@ -207,9 +201,7 @@ class Mimi(nn.Module):
         size = self.config.codebook_size
         if isinstance(arr, np.ndarray):
             if f and (arr.min() < 0 or arr.max() >= size):
-                raise MimiError(
-                    f"codes out of range: values must be in [0, {size}), got [{arr.min()}, {arr.max()}]"
-                )
+                raise MimiError(f"codes out of range: values must be in [0, {size}), got [{arr.min()}, {arr.max()}]")
             arr = mx.array(arr.astype(np.int64))
         elif f:
             low, high = mx.min(arr).item(), mx.max(arr).item()

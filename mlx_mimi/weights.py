@@ -31,9 +31,7 @@ class WeightsError(ValueError):
 
 def detect_layout(names: set[str] | list[str], metadata: dict | None = None) -> str:
     names = set(names)
-    if (metadata or {}).get("format") == FORMAT_NAME or any(
-        n.startswith("quantizer.semantic.") for n in names
-    ):
+    if (metadata or {}).get("format") == FORMAT_NAME or any(n.startswith("quantizer.semantic.") for n in names):
         return CONVERTED
     if any(n.startswith("quantizer.semantic_residual_vector_quantizer.") for n in names) or any(
         n.startswith(("encoder.layers.", "decoder.layers.")) for n in names
@@ -43,9 +41,7 @@ def detect_layout(names: set[str] | list[str], metadata: dict | None = None) -> 
         n.startswith(("encoder.model.", "decoder.model.")) for n in names
     ):
         return ORIGINAL
-    raise WeightsError(
-        "unrecognised checkpoint: neither the Hugging Face, Kyutai original nor mlx-mimi layout"
-    )
+    raise WeightsError("unrecognised checkpoint: neither the Hugging Face, Kyutai original nor mlx-mimi layout")
 
 
 def fold_weight_norm(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -162,9 +158,7 @@ def codebook_arrays(embed_sum: np.ndarray, cluster_usage: np.ndarray) -> tuple[n
 _IGNORED = re.compile(r"(\.initialized|\._initialized)$")
 
 
-def sanitize(
-    tensors: dict[str, np.ndarray], config: MimiConfig, layout: str | None = None
-) -> dict[str, np.ndarray]:
+def sanitize(tensors: dict[str, np.ndarray], config: MimiConfig, layout: str | None = None) -> dict[str, np.ndarray]:
     """Any supported layout -> our names and shapes (numpy, float32). Raises WeightsError on extras."""
     layout = layout or detect_layout(list(tensors))
     if layout == CONVERTED:
@@ -210,15 +204,13 @@ def sanitize(
         prefix, book_names = _rvq_sources(layout, path)
         out[f"quantizer.{path}.input_proj"] = take(prefix + "input_proj.weight")[..., 0]
         out[f"quantizer.{path}.output_proj"] = take(prefix + "output_proj.weight")[..., 0]
-        books, norms = zip(*(codebook_arrays(*(take(n) for n in book_names(j))) for j in range(count)))
-        out[f"quantizer.{path}.codebooks"] = np.stack(books)
-        out[f"quantizer.{path}.half_sq_norms"] = np.stack(norms)
+        pairs = [codebook_arrays(*(take(n) for n in book_names(j))) for j in range(count)]
+        out[f"quantizer.{path}.codebooks"] = np.stack([book for book, _ in pairs])
+        out[f"quantizer.{path}.half_sq_norms"] = np.stack([norms for _, norms in pairs])
     dropped = ("encoder.", "encoder_transformer.", "downsample.") if not config.has_encoder else ()
     dropped += ("decoder.", "decoder_transformer.", "upsample.") if not config.has_decoder else ()
     extra = sorted(
-        n
-        for n in tensors
-        if n not in used and not _IGNORED.search(n) and not n.startswith(dropped or ("\0",))
+        n for n in tensors if n not in used and not _IGNORED.search(n) and not n.startswith(dropped or ("\0",))
     )
     if extra:
         more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""

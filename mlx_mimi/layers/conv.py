@@ -42,9 +42,7 @@ class CausalConv1d(nn.Module):
     ):
         super().__init__()
         if stride > 1 and (kernel_size != 2 * stride or dilation != 1):
-            raise ValueError(
-                f"strided conv needs kernel == 2 * stride, got kernel {kernel_size}, stride {stride}"
-            )
+            raise ValueError(f"strided conv needs kernel == 2 * stride, got kernel {kernel_size}, stride {stride}")
         if pad_mode not in ("constant", "replicate"):
             raise ValueError(f"unsupported pad_mode {pad_mode!r}")
         self.in_channels = in_channels

@@ -30,9 +30,7 @@ class ResidualBlock(nn.Module):
 
 def _residual_blocks(config: MimiConfig, dim: int) -> list[ResidualBlock]:
     return [
-        ResidualBlock(
-            dim, dim // config.compress, config.residual_kernel_size, config.dilation_growth_rate**j
-        )
+        ResidualBlock(dim, dim // config.compress, config.residual_kernel_size, config.dilation_growth_rate**j)
         for j in range(config.num_residual_layers)
     ]
 

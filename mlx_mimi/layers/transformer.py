@@ -107,7 +107,7 @@ class Transformer(nn.Module):
         pos = state["pos"]
         mask = window_mask(pos, x.shape[1], self.context)
         new_keys, new_values = [], []
-        for layer, k, v in zip(self.layers, state["keys"], state["values"]):
+        for layer, k, v in zip(self.layers, state["keys"], state["values"], strict=True):
             x, k, v = layer(x, k, v, pos, mask)
             new_keys.append(k)
             new_values.append(v)

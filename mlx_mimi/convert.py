@@ -1,0 +1,57 @@
+"""The converter: any supported checkpoint layout -> mlx-mimi's layout (model.safetensors + config.json).
+
+The converted file holds exactly the model's parameters (sanitized: MLX conv order, squeezed projections,
+stacked q|k|v in one RoPE layout, float32 codebooks with their half squared norms), so loading it is a
+plain ``mx.load`` and a strict update, with no per-tensor work. Its metadata carries the format, the
+config and the dtype, so the file alone is enough to load.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlx.core as mx
+from mlx.utils import tree_flatten
+
+from .atomic import atomic_write
+from .weights import FORMAT_NAME, FORMAT_VERSION, dtype_name, load_model
+
+
+def convert(
+    model: str | Path,
+    output: str | Path,
+    dtype: str | None = "float32",
+    encoder: bool = True,
+    decoder: bool = True,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+) -> Path:
+    """Convert ``model`` (hub id, folder or file, any layout) into the folder ``output``; return it.
+
+    ``encoder=False`` or ``decoder=False`` drops that half (a tokenizer needs only the encoder). Codebooks
+    stay float32 in every dtype: the search runs in float32.
+    """
+    if not (encoder or decoder):
+        raise ValueError("keep at least one of the encoder and the decoder")
+    mimi = load_model(model, dtype=dtype, revision=revision, cache_dir=cache_dir)
+    config = mimi.config
+    config.has_encoder = config.has_encoder and encoder
+    config.has_decoder = config.has_decoder and decoder
+    dropped = () if encoder else ("encoder.", "encoder_transformer.", "downsample.")
+    dropped += () if decoder else ("decoder.", "decoder_transformer.", "upsample.")
+    weights = {k: v for k, v in tree_flatten(mimi.parameters()) if not k.startswith(dropped or ("\0",))}
+    config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True)
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "dtype": dtype_name(mimi.dtype),
+        "config": config_json,
+        "source_model": str(mimi.source["model_id"]),
+        "source_layout": mimi.source["layout"],
+    }
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "model.safetensors", lambda tmp: mx.save_safetensors(tmp, weights, metadata=metadata))
+    atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(config_json + "\n"))
+    return out

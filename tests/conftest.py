@@ -1,0 +1,76 @@
+"""Shared fixtures: real speech (espeak-ng) and random checkpoints in the real layouts, built once per session.
+
+Reference-based tests skip with a reason where torch/transformers/moshi are missing (a Mac user's plain
+pytest) but fail in CI (CI=true), where .ci/run installs them: a CI run that skips them proves nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import reference  # noqa: E402
+
+# No machine here reaches the hub: huggingface_hub must answer from the cache at once, not retry a network.
+# (It reads this at import time, so set it before anything imports it.)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(*modules: str) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        reason = f"reference package(s) not installed: {', '.join(missing)} (pip install -e '.[dev]', see .ci/run)"
+        if IN_CI:
+            pytest.fail("CI must run the reference tests: " + reason)
+        pytest.skip(reason)
+
+
+def require_espeak() -> None:
+    if not reference.have_espeak():
+        if IN_CI:
+            pytest.fail("CI must have espeak-ng (apt install espeak-ng)")
+        pytest.skip("espeak-ng not installed: cannot make real speech")
+
+
+@pytest.fixture(scope="session")
+def speech_long() -> np.ndarray:
+    """44 s of espeak-ng speech at 24 kHz (longer than the 10 s attention window)."""
+    require_espeak()
+    return reference.speech(44.0, seed=1)
+
+
+@pytest.fixture(scope="session")
+def hf_reference(tmp_path_factory, speech_long):
+    """(transformers MimiModel, folder saved with save_pretrained) with random non-degenerate weights."""
+    require("torch", "transformers")
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    model = reference.random_hf_model(speech_long[-20 * reference.SR :], seed=0)
+    folder = tmp_path_factory.mktemp("hf_mimi")
+    model.save_pretrained(folder)
+    return model, folder
+
+
+@pytest.fixture(scope="session")
+def original_folder(tmp_path_factory, hf_reference) -> Path:
+    """The same weights saved under the names of Kyutai's real tokenizer file."""
+    folder = tmp_path_factory.mktemp("kyutai_mimi")
+    reference.save_original(hf_reference[0], folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model(hf_reference):
+    import mlx_mimi
+
+    return mlx_mimi.load(hf_reference[1])

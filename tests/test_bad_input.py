@@ -1,0 +1,64 @@
+"""Bad input to the Python API: each gets a precise MimiError (a ValueError), never a crash deep inside MLX."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from mlx_mimi import MimiError
+
+FRAME = 1920
+
+
+@pytest.mark.parametrize(
+    "pcm, message",
+    [
+        (np.zeros((1, 2, FRAME), np.float32), "not mono"),
+        (np.zeros((1, 1, 1, FRAME), np.float32), r"shape \(T,\), \(B, T\) or \(B, 1, T\)"),
+        (np.zeros(FRAME, np.int16), "floating point"),
+        (mx.zeros((FRAME,), dtype=mx.int32), "floating point"),
+        (np.zeros(0, np.float32), "empty"),
+        (np.zeros((0, FRAME), np.float32), "empty"),
+        (np.array([0.0, np.nan] * FRAME, np.float32), "NaN"),
+        (mx.array(np.array([0.0, np.inf] * FRAME, np.float32)), "NaN or infinite"),
+    ],
+)
+def test_bad_audio(model, pcm, message):
+    with pytest.raises(MimiError, match=message):
+        model.encode(pcm)
+
+
+@pytest.mark.parametrize("k", [0, 33, -1, 2.5, "8"])
+def test_bad_num_codebooks(model, k):
+    with pytest.raises(MimiError, match="num_codebooks"):
+        model.encode(np.zeros(FRAME, np.float32), num_codebooks=k)
+
+
+@pytest.mark.parametrize(
+    "codes, message",
+    [
+        (np.full((1, 8, 4), 2048), r"out of range.*\[0, 2048\)"),
+        (mx.full((1, 8, 4), 4096, dtype=mx.int32), "out of range"),
+        (np.full((1, 8, 4), -1), "out of range"),
+        (np.zeros((1, 33, 4), np.int64), "33 codebooks"),
+        (np.zeros((1, 0, 4), np.int64), "0 codebooks"),
+        (np.zeros((8, 4), np.int64), r"shape \(B, K, F\)"),
+        (np.zeros((1, 8, 4), np.float32), "integers"),
+        (np.zeros((1, 8, 0), np.int64), "empty"),
+    ],
+)
+def test_bad_codes(model, codes, message):
+    with pytest.raises(MimiError, match=message):
+        model.decode(codes)
+
+
+def test_errors_are_value_errors():
+    assert issubclass(MimiError, ValueError)
+
+
+def test_silence_and_tiny_inputs_are_fine(model):
+    for n in (1, FRAME - 1, FRAME, FRAME + 1):
+        codes = np.array(model.encode(np.zeros(n, np.float32)))
+        assert codes.shape == (1, 32, -(-n // FRAME))
+        assert codes.min() >= 0 and codes.max() < 2048

@@ -1,0 +1,199 @@
+"""Loading every layout, the converter, low-precision dtypes, and precise errors for bad checkpoints."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import mlx_mimi
+from mlx_mimi.convert import convert
+from mlx_mimi.hub import ModelNotFoundError, resolve
+from mlx_mimi.weights import WeightsError, detect_layout
+
+FRAME = 1920
+
+
+def snr_db(ref: np.ndarray, x: np.ndarray) -> float:
+    return float(10 * np.log10((ref**2).sum() / max(((ref - x) ** 2).sum(), 1e-30)))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, hf_reference):
+    return convert(hf_reference[1], tmp_path_factory.mktemp("converted"))
+
+
+def test_layouts_are_detected(hf_reference, original_folder, converted):
+    assert mlx_mimi.load(hf_reference[1]).source["layout"] == "hf"
+    assert mlx_mimi.load(original_folder).source["layout"] == "original"
+    assert mlx_mimi.load(converted).source["layout"] == "mlx-mimi"
+    with pytest.raises(WeightsError, match="unrecognised checkpoint"):
+        detect_layout(["foo.weight"])
+
+
+def test_converted_layout_matches(model, converted, speech_long):
+    loaded = mlx_mimi.load(converted)
+    meta = mx.load(str(converted / "model.safetensors"), return_metadata=True)[1]
+    assert meta["format"] == "mlx-mimi" and json.loads(meta["config"])["num_quantizers"] == 32
+    names = set(mx.load(str(converted / "model.safetensors")))
+    assert "quantizer.semantic.half_sq_norms" in names and "quantizer.acoustic.codebooks" in names
+    assert mx.load(str(converted / "model.safetensors"))["quantizer.acoustic.input_proj"].ndim == 2
+    pcm = speech_long[: 60 * FRAME + 11]
+    codes = np.array(model.encode(pcm))
+    np.testing.assert_array_equal(np.array(loaded.encode(pcm)), codes)
+    np.testing.assert_array_equal(np.array(loaded.decode(codes)), np.array(model.decode(codes)))
+
+
+def test_converted_loads_faster_than_raw(hf_reference, converted):
+    """A sanity bound only (the measured figures live in benchmarks/): no per-tensor work on load."""
+
+    def best(path):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            mlx_mimi.load(path)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    assert best(converted) < best(hf_reference[1])
+
+
+def test_encoder_only_and_decoder_only(tmp_path, original_folder, model, speech_long):
+    enc = mlx_mimi.load(convert(original_folder, tmp_path / "enc", decoder=False))
+    dec = mlx_mimi.load(convert(original_folder, tmp_path / "dec", encoder=False))
+    pcm = speech_long[: 20 * FRAME]
+    codes = np.array(enc.encode(pcm))
+    np.testing.assert_array_equal(codes, np.array(model.encode(pcm)))
+    np.testing.assert_allclose(np.array(dec.decode(codes)), np.array(model.decode(codes)), atol=1e-5)
+    with pytest.raises(mlx_mimi.MimiError, match="without its decoder"):
+        enc.decode(codes)
+    with pytest.raises(mlx_mimi.MimiError, match="without its encoder"):
+        dec.encode(pcm)
+    assert (tmp_path / "enc" / "model.safetensors").stat().st_size < (
+        tmp_path / "dec" / "model.safetensors"
+    ).stat().st_size * 1.5
+
+
+@pytest.mark.parametrize(
+    "dtype, min_semantic, min_first8, min_snr",
+    [
+        # bfloat16 keeps 8 mantissa bits (~4e-3 relative error per op, compounded over ~40 layers): latents
+        # move by ~1e-2 relative and every code whose distance gap is below that flips. Random weights
+        # separate codes less than a trained model. Measured here: semantic 85-97%, codebooks 1-8 ~86%,
+        # decode SNR ~37 dB from the same codes; the floors leave ~10 points of margin for other speech.
+        ("bfloat16", 0.75, 0.70, 30.0),
+        # float16 keeps 11 bits (8x finer): measured semantic ~99.7%, codebooks 1-8 ~97%, SNR ~55 dB.
+        ("float16", 0.95, 0.88, 45.0),
+    ],
+)
+def test_low_precision_agreement(hf_reference, model, speech_long, tmp_path, dtype, min_semantic, min_first8, min_snr):
+    low = mlx_mimi.load(convert(hf_reference[1], tmp_path / dtype, dtype=dtype))
+    assert low.dtype == getattr(mx, dtype)
+    assert low.quantizer.semantic.codebooks.dtype == mx.float32  # the search stays float32
+    pcm = speech_long[: 80 * FRAME]
+    ref = np.array(model.encode(pcm, num_codebooks=8))
+    ours = np.array(low.encode(pcm, num_codebooks=8))
+    semantic, first8 = float((ours[:, 0] == ref[:, 0]).mean()), float((ours == ref).mean())
+    audio = np.array(low.decode(ref))
+    snr = snr_db(np.array(model.decode(ref)), audio)
+    print(f"{dtype}: semantic {semantic:.3f}, codebooks 1-8 {first8:.3f}, decode SNR {snr:.1f} dB")
+    assert np.isfinite(audio).all()
+    assert semantic >= min_semantic and first8 >= min_first8 and snr >= min_snr
+
+
+# -- bad checkpoints ---------------------------------------------------------------------------------------
+def _rewrite(src, dst, edit):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(src / "model.safetensors"))
+    edit(tensors)
+    dst.mkdir()
+    save_file(tensors, str(dst / "model.safetensors"))
+    (dst / "config.json").write_text((src / "config.json").read_text())
+    return dst
+
+
+def test_missing_unexpected_and_misshaped_tensors(hf_reference, tmp_path):
+    src = hf_reference[1]
+    name = "encoder_transformer.layers.3.mlp.fc1.weight"
+    missing = _rewrite(src, tmp_path / "missing", lambda t: t.pop(name))
+    with pytest.raises(WeightsError, match=f"missing tensor '{name}'"):
+        mlx_mimi.load(missing)
+    extra = _rewrite(
+        src, tmp_path / "extra", lambda t: t.__setitem__("encoder.layers.99.conv.weight", np.zeros(3, np.float32))
+    )
+    with pytest.raises(WeightsError, match="unexpected tensor 'encoder.layers.99.conv.weight'"):
+        mlx_mimi.load(extra)
+    bad = "decoder.layers.0.conv.weight"
+    shaped = _rewrite(src, tmp_path / "shaped", lambda t: t.__setitem__(bad, t[bad][:, :, :5].copy()))
+    with pytest.raises(WeightsError, match="decoder.init_conv.weight.*shape"):
+        mlx_mimi.load(shaped)
+
+
+def test_weight_norm_is_folded(hf_reference, model, tmp_path, speech_long):
+    """A checkpoint saved with weight norm (weight_g / weight_v) loads to the same model."""
+    key = "encoder.layers.3.conv.weight"
+
+    def to_weight_norm(t):
+        w = t.pop(key)
+        norm = np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(1)).reshape(-1, 1, 1)
+        t[key[: -len("weight")] + "weight_g"] = norm.astype(np.float32)
+        t[key[: -len("weight")] + "weight_v"] = (w / norm * 3.0).astype(np.float32)
+
+    folded = mlx_mimi.load(_rewrite(hf_reference[1], tmp_path / "wn", to_weight_norm))
+    pcm = speech_long[: 10 * FRAME]
+    np.testing.assert_array_equal(np.array(folded.encode(pcm)), np.array(model.encode(pcm)))
+
+
+def test_unreadable_files(tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(WeightsError, match="cannot read"):
+        mlx_mimi.load(bad)
+    with pytest.raises(ModelNotFoundError):
+        mlx_mimi.load(tmp_path / "nowhere" / "x.safetensors")
+
+
+# -- the hub path, without a network ------------------------------------------------------------------------
+def _fake_cache(cache, repo, files, revision="0123456789abcdef0123456789abcdef01234567"):
+    """The folder layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/...}."""
+    root = cache / ("models--" + repo.replace("/", "--"))
+    snap = root / "snapshots" / revision
+    snap.mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(revision)
+    for name, src in files.items():
+        (snap / name).write_bytes(src.read_bytes())
+    return revision
+
+
+def test_hub_id_offline_from_cache(hf_reference, original_folder, tmp_path, monkeypatch, model, speech_long):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "hub"
+    src = hf_reference[1]
+    _fake_cache(
+        cache, "kyutai/mimi", {"model.safetensors": src / "model.safetensors", "config.json": src / "config.json"}
+    )
+    resolved = resolve("kyutai/mimi", cache_dir=str(cache))
+    assert resolved.weights.name == "model.safetensors" and resolved.config is not None
+    loaded = mlx_mimi.load("kyutai/mimi", cache_dir=str(cache))
+    pcm = speech_long[: 10 * FRAME]
+    np.testing.assert_array_equal(np.array(loaded.encode(pcm)), np.array(model.encode(pcm)))
+    assert loaded.source["model_id"] == "kyutai/mimi"
+    # a Kyutai repo ships the tokenizer file and no config.json
+    _fake_cache(
+        cache,
+        "kyutai/moshiko-pytorch-bf16",
+        {
+            "tokenizer-e351c8d8-checkpoint125.safetensors": original_folder
+            / "tokenizer-e351c8d8-checkpoint125.safetensors"
+        },
+    )
+    kyutai = mlx_mimi.load("kyutai/moshiko-pytorch-bf16", cache_dir=str(cache))
+    assert kyutai.source["layout"] == "original"
+    np.testing.assert_array_equal(np.array(kyutai.encode(pcm)), np.array(model.encode(pcm)))
+    with pytest.raises(ModelNotFoundError, match="not in the local cache"):
+        mlx_mimi.load("kyutai/not-there", cache_dir=str(cache))
