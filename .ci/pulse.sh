@@ -7,3 +7,5 @@ for _ in $(seq 50); do pactl info >/dev/null 2>&1 && break; sleep 0.1; done
 pactl list short sinks | grep -q mimi_sink || pactl load-module module-null-sink sink_name=mimi_sink rate=48000 >/dev/null
 pactl set-default-sink mimi_sink
 pactl set-default-source mimi_sink.monitor
+# an idle null sink is suspended and its monitor then delivers nothing: keep it running
+pactl unload-module module-suspend-on-idle 2>/dev/null || true

@@ -102,6 +102,20 @@ class StreamEncoder(_Stream):
         mx.eval(codes, self.state)
         return codes
 
+    def flush(self) -> mx.array:
+        """End the stream: codes (B, K, 0 or 1) for the buffered partial frame, padded as offline ``encode``
+        pads a partial last frame, so a flushed stream's codes equal ``encode`` of the same audio.
+        Call ``reset()`` before pushing more audio."""
+        if self.pending_samples == 0:
+            return mx.zeros((self.batch_size, self.num_codebooks, 0), dtype=mx.int32)
+        pcm = mx.array(self._pending[:, :, None])
+        codes, self.state = self.model.encode_chunk(pcm, self.state, self.num_codebooks, final=True)
+        self._pending = self._pending[:, :0]
+        self.frames += 1
+        codes = codes.transpose(0, 2, 1).astype(mx.int32)
+        mx.eval(codes)
+        return codes
+
 
 class StreamDecoder(_Stream):
     """Push codes (B, K, n) frame by frame; get audio (B, 1, 1920 n) float32."""
