@@ -1,0 +1,256 @@
+"""mlx-mimi against the other Mimi implementations, measured in the same run on the same random weights.
+
+    python benchmarks/bench.py                 # offline RTF, streaming step latency, load time, memory
+    python benchmarks/bench.py --quick         # 10 s clips only, fewer repeats
+    python benchmarks/bench.py --stream-minutes 60   # RSS after 1 min vs N min of streaming
+
+Figures are medians over --repeats runs after one warm-up. RTF = audio seconds per wall second (higher is
+better). Anchors run when importable: Kyutai's moshi (PyTorch) and transformers' MimiModel (torch==2.13.0),
+plus rustymimi and moshi_mlx if installed (moshi_mlx pins its own mlx: run it from its own venv with
+--only moshi_mlx and compare the tables). On a Mac the same command measures Metal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+import mlx_mimi  # noqa: E402  (loads OpenBLAS before mlx.core)
+
+SR, FRAME = 24_000, 1920
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def step_latencies(step, inputs) -> tuple[float, float, float]:
+    for x in inputs[:3]:
+        step(x)
+    lat = []
+    for x in inputs:
+        start = time.perf_counter()
+        step(x)
+        lat.append(time.perf_counter() - start)
+    lat_ms = np.array(lat) * 1000
+    return float(lat_ms.mean()), float(np.percentile(lat_ms, 99)), float(1000 / lat_ms.mean())
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- implementations ------------------------------------------------------------------------------------
+class MlxMimi:
+    name = "mlx-mimi"
+
+    def __init__(self, folder: Path, dtype: str = "float32"):
+        self.model = mlx_mimi.load(folder, dtype=dtype)
+        self.name = "mlx-mimi" if dtype == "float32" else f"mlx-mimi {dtype}"
+
+    def encode(self, pcm, k):
+        return np.array(self.model.encode(pcm, num_codebooks=k))
+
+    def decode(self, codes):
+        return np.array(self.model.decode(codes))
+
+    def stream_steps(self, batch, k, frames):
+        enc = self.model.stream_encoder(batch_size=batch, num_codebooks=k)
+        dec = self.model.stream_decoder(batch_size=batch)
+        rng = np.random.default_rng(0)
+        pcm = [rng.standard_normal((batch, FRAME)).astype(np.float32) * 0.1 for _ in range(frames)]
+        codes = [rng.integers(0, 2048, (batch, k, 1)) for _ in range(frames)]
+        return {
+            "encode step": lambda i: enc.step(pcm[i]),
+            "decode step": lambda i: dec.step(codes[i]),
+            "round trip": lambda i: dec.step(enc.step(pcm[i])),
+        }
+
+
+class TorchMimi:
+    def __init__(self, kind: str, hf_model=None, original_path=None):
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        self.torch = torch
+        self.kind = kind
+        if kind == "transformers":
+            self.name, self.model = "transformers (torch CPU)", hf_model
+        else:
+            import reference
+
+            self.name, self.model = "moshi (torch CPU)", reference.moshi_model(original_path)
+
+    def encode(self, pcm, k):
+        with self.torch.no_grad():
+            x = self.torch.from_numpy(pcm)[None, None]
+            if self.kind == "transformers":
+                return self.model.encode(x, num_quantizers=k).audio_codes.numpy()
+            self.model.set_num_codebooks(k)
+            return self.model.encode(x).numpy()
+
+    def decode(self, codes):
+        with self.torch.no_grad():
+            c = self.torch.from_numpy(codes.astype(np.int64))
+            if self.kind == "transformers":
+                return self.model.decode(c).audio_values.numpy()
+            self.model.set_num_codebooks(codes.shape[1])
+            return self.model.decode(c).numpy()
+
+    def stream_steps(self, batch, k, frames):
+        if self.kind != "moshi":
+            return None
+        torch, m = self.torch, self.model
+        m.set_num_codebooks(k)
+        rng = np.random.default_rng(0)
+        pcm = [torch.from_numpy(rng.standard_normal((batch, 1, FRAME)).astype(np.float32) * 0.1) for _ in range(frames)]
+        codes = [torch.from_numpy(rng.integers(0, 2048, (batch, k, 1))) for _ in range(frames)]
+        m.streaming(batch).__enter__()  # moshi's streaming mode, for the rest of this process
+
+        def enc(i):
+            with torch.no_grad():
+                return m.encode(pcm[i])
+
+        def dec(i):
+            with torch.no_grad():
+                return m.decode(codes[i])
+
+        def rt(i):
+            with torch.no_grad():
+                return m.decode(m.encode(pcm[i]))
+
+        return {"encode step": enc, "decode step": dec, "round trip": rt}
+
+
+def build_weights(folder: Path):
+    """Random non-degenerate weights in the HF and original layouts, plus the converted layout."""
+    import reference
+
+    from mlx_mimi.convert import convert
+
+    speech = reference.speech(30.0, seed=7)
+    hf = reference.random_hf_model(speech[-20 * SR :], seed=0)
+    hf.save_pretrained(folder / "hf")
+    original = reference.save_original(hf, folder / "original")
+    convert(folder / "hf", folder / "converted")
+    return hf, original, speech
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10 s clips only, 3 repeats")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--frames", type=int, default=200, help="streaming frames timed per configuration")
+    ap.add_argument("--only", default=None, help="comma list: mlx-mimi,moshi,transformers")
+    ap.add_argument("--stream-minutes", type=float, default=0, help="also measure RSS after N minutes of streaming")
+    args = ap.parse_args()
+    repeats = 3 if args.quick else args.repeats
+    lengths = [10] if args.quick else [10, 60]
+    only = set(args.only.split(",")) if args.only else None
+
+    print(
+        f"# backend: {mlx_mimi.backend.device_report()}; BLAS: {mlx_mimi.backend.blas_report()}; {os.cpu_count()} cores"
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="mimi-bench-"))
+    hf, original, speech = build_weights(tmp)
+    speech = np.tile(speech, 3)
+
+    # -- load time: raw layouts vs converted
+    print("\n## load time (median, s)")
+    loads = {
+        name: median_time(lambda p=p: mlx_mimi.load(p), repeats)
+        for name, p in (("HF layout", tmp / "hf"), ("Kyutai original", original), ("converted", tmp / "converted"))
+    }
+    for name, t in loads.items():
+        print(f"| {name:16s} | {t:.3f} | {loads['HF layout'] / t:.1f}x vs HF |")
+
+    impls = []
+    if only is None or "mlx-mimi" in only:
+        impls.append(MlxMimi(tmp / "converted"))
+    for kind in ("moshi", "transformers"):
+        if only is None or kind in only:
+            try:
+                impls.append(TorchMimi(kind, hf, original))
+            except Exception as exc:  # not installed
+                print(f"# {kind}: skipped ({exc.__class__.__name__}: {exc})")
+    for mod in ("rustymimi", "moshi_mlx"):
+        import importlib.util
+
+        if importlib.util.find_spec(mod) is None:
+            print(f"# {mod}: not installed in this environment (see the docstring)")
+
+    print("\n## offline RTF (audio s / wall s, median)")
+    print("| implementation | clip | codebooks | encode RTF | decode RTF |")
+    print("|---|---|---|---|---|")
+    results = {}
+    for seconds in lengths:
+        pcm = speech[: seconds * SR]
+        for k in (8, 32):
+            for impl in impls:
+                codes = impl.encode(pcm, k)
+                te = median_time(lambda impl=impl, k=k, pcm=pcm: impl.encode(pcm, k), repeats)
+                td = median_time(lambda impl=impl, codes=codes: impl.decode(codes), repeats)
+                results[(impl.name, seconds, k)] = (seconds / te, seconds / td)
+                print(f"| {impl.name} | {seconds} s | {k} | {seconds / te:.1f}x | {seconds / td:.1f}x |")
+    ours = [r for key, r in results.items() if key[0] == "mlx-mimi"]
+    if ours and len(impls) > 1:
+        print("\n## mlx-mimi / best anchor (same clip and codebooks)")
+        for (name, seconds, k), (e, d) in results.items():
+            if name != "mlx-mimi":
+                continue
+            anchors = [v for key, v in results.items() if key[0] != "mlx-mimi" and key[1:] == (seconds, k)]
+            be, bd = max(a[0] for a in anchors), max(a[1] for a in anchors)
+            print(f"| {seconds} s, {k} codebooks | encode {e / be:.2f}x | decode {d / bd:.2f}x |")
+
+    print("\n## streaming step latency (80 ms frame; ms mean / p99; frames per second)")
+    print("| implementation | B | step | mean ms | p99 ms | frames/s |")
+    print("|---|---|---|---|---|---|")
+    for impl in impls:
+        for batch in (1, 8):
+            steps = impl.stream_steps(batch, 8, args.frames)
+            if steps is None:
+                continue
+            for name, fn in steps.items():
+                mean, p99, fps = step_latencies(fn, list(range(args.frames)))
+                print(f"| {impl.name} | {batch} | {name} | {mean:.2f} | {p99:.2f} | {fps * batch:.0f} |")
+
+    print(f"\n## peak RSS of this process: {rss_mb():.0f} MB")
+    if args.stream_minutes:
+        model = mlx_mimi.load(tmp / "converted")
+        enc, dec = model.stream_encoder(num_codebooks=8), model.stream_decoder()
+        chunk = (np.random.default_rng(1).standard_normal(FRAME * 25) * 0.1).astype(np.float32)  # 2 s
+        marks = {1.0, args.stream_minutes}
+        done = 0.0
+        while done < args.stream_minutes:
+            dec.step(enc.step(chunk))
+            done += 2 / 60
+            for m in sorted(marks):
+                if done >= m:
+                    import psutil  # optional
+
+                    print(
+                        f"| streamed {m:g} min | RSS {psutil.Process().memory_info().rss / 1e6:.0f} MB | "
+                        f"state {enc.state_bytes + dec.state_bytes} bytes |"
+                    )
+                    marks.discard(m)
+
+
+if __name__ == "__main__":
+    main()
