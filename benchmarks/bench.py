@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,29 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import mlx_mimi  # noqa: E402  (loads OpenBLAS before mlx.core)
 
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import median_time, step_latencies  # noqa: E402
+
 SR, FRAME = 24_000, 1920
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def step_latencies(step, inputs) -> tuple[float, float, float]:
-    for x in inputs[:3]:
-        step(x)
-    lat = []
-    for x in inputs:
-        start = time.perf_counter()
-        step(x)
-        lat.append(time.perf_counter() - start)
-    lat_ms = np.array(lat) * 1000
-    return float(lat_ms.mean()), float(np.percentile(lat_ms, 99)), float(1000 / lat_ms.mean())
 
 
 def rss_mb() -> float:
@@ -153,6 +132,39 @@ def build_weights(folder: Path):
     return hf, original, speech
 
 
+def run_venv_anchors(args, original: Path, lengths, repeats) -> dict[str, list[str]]:
+    """moshi_mlx and rustymimi from their own venv (anchors_venv.py); rows keyed OFFLINE / STREAM."""
+    import subprocess
+
+    if not args.anchor_python:
+        print("# moshi_mlx, rustymimi: pass --anchor-python VENV/bin/python (see anchors_venv.py)")
+        return {}
+    script = Path(__file__).with_name("anchors_venv.py")
+    cmd = [
+        args.anchor_python,
+        str(script),
+        "--weights",
+        str(original),
+        "--seconds",
+        ",".join(map(str, lengths)),
+        "--repeats",
+        str(repeats),
+        "--frames",
+        str(args.frames),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    rows: dict[str, list[str]] = {}
+    for line in out.stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind in ("OFFLINE", "STREAM"):
+            rows.setdefault(kind, []).append(rest)
+        elif line.startswith("#"):
+            print(line)
+    if out.returncode:
+        print(f"# anchors venv failed: {out.stderr.strip().splitlines()[-1:]}")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 s clips only, 3 repeats")
@@ -160,6 +172,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200, help="streaming frames timed per configuration")
     ap.add_argument("--only", default=None, help="comma list: mlx-mimi,moshi,transformers")
     ap.add_argument("--stream-minutes", type=float, default=0, help="also measure RSS after N minutes of streaming")
+    ap.add_argument("--anchor-python", default=None, help="python of a venv with moshi_mlx and rustymimi installed")
     args = ap.parse_args()
     repeats = 3 if args.quick else args.repeats
     lengths = [10] if args.quick else [10, 60]
@@ -190,11 +203,7 @@ def main() -> None:
                 impls.append(TorchMimi(kind, hf, original))
             except Exception as exc:  # not installed
                 print(f"# {kind}: skipped ({exc.__class__.__name__}: {exc})")
-    for mod in ("rustymimi", "moshi_mlx"):
-        import importlib.util
-
-        if importlib.util.find_spec(mod) is None:
-            print(f"# {mod}: not installed in this environment (see the docstring)")
+    anchor_rows = run_venv_anchors(args, original, lengths, repeats)
 
     print("\n## offline RTF (audio s / wall s, median)")
     print("| implementation | clip | codebooks | encode RTF | decode RTF |")
@@ -209,6 +218,10 @@ def main() -> None:
                 td = median_time(lambda impl=impl, codes=codes: impl.decode(codes), repeats)
                 results[(impl.name, seconds, k)] = (seconds / te, seconds / td)
                 print(f"| {impl.name} | {seconds} s | {k} | {seconds / te:.1f}x | {seconds / td:.1f}x |")
+    for row in anchor_rows.get("OFFLINE", []):
+        print(row)
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        results[(cells[0], int(cells[1].split()[0]), int(cells[2]))] = (float(cells[3][:-1]), float(cells[4][:-1]))
     ours = [r for key, r in results.items() if key[0] == "mlx-mimi"]
     if ours and len(impls) > 1:
         print("\n## mlx-mimi / best anchor (same clip and codebooks)")
@@ -228,8 +241,10 @@ def main() -> None:
             if steps is None:
                 continue
             for name, fn in steps.items():
-                mean, p99, fps = step_latencies(fn, list(range(args.frames)))
+                mean, p99, fps = step_latencies(fn, args.frames)
                 print(f"| {impl.name} | {batch} | {name} | {mean:.2f} | {p99:.2f} | {fps * batch:.0f} |")
+    for row in anchor_rows.get("STREAM", []):
+        print(row)
 
     print(f"\n## peak RSS of this process: {rss_mb():.0f} MB")
     if args.stream_minutes:

@@ -42,6 +42,29 @@ model_option = click.option(
 revision_option = click.option("--revision", default=None, help="hub revision (branch, tag or commit)")
 
 
+def files_command(output_help: str):
+    """The options every many-files command shares: inputs, -o, --out-dir, --overwrite, --model, --revision."""
+
+    def wrap(fn):
+        for option in reversed(
+            [
+                click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False)),
+                click.option("-o", "--output", type=click.Path(dir_okay=False), help=f"{output_help} for one input"),
+                click.option("--out-dir", type=click.Path(file_okay=False), help="folder for the outputs of many"),
+                click.option("--overwrite", is_flag=True, help="redo outputs that already exist"),
+                model_option,
+                revision_option,
+            ]
+        ):
+            fn = option(fn)
+        return main.command()(fn)
+
+    return wrap
+
+
+pcm16_option = click.option("--pcm16", is_flag=True, help="write 16-bit PCM instead of 32-bit float")
+
+
 @click.group(cls=MimiGroup)
 @click.option("--debug", is_flag=True, help="show tracebacks for errors")
 @click.version_option(package_name="mlx-mimi")
@@ -135,15 +158,9 @@ def _write_codes_file(mimi, out, inp, codes, n):
     )
 
 
-@main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="codes file (.safetensors) for one input")
-@click.option("--out-dir", type=click.Path(file_okay=False), help="folder for the codes of many inputs")
+@files_command("codes file (.safetensors)")
 @click.option("-n", "--num-codebooks", type=int, default=None, help="1..32 (default: all)")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="clips of equal length per batch")
-@click.option("--overwrite", is_flag=True, help="redo outputs that already exist")
-@model_option
-@revision_option
 def encode(inputs, output, out_dir, num_codebooks, batch_size, overwrite, model, revision):
     """Audio files (any format, rate, channels) -> codes files."""
     outputs = _outputs(inputs, output, out_dir, ".safetensors")
@@ -162,18 +179,11 @@ def encode(inputs, output, out_dir, num_codebooks, batch_size, overwrite, model,
     )
 
 
-@main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="wav file for one input")
-@click.option("--out-dir", type=click.Path(file_okay=False), help="folder for the wavs of many inputs")
+@files_command("wav file")
 @click.option("--length", type=int, default=None, help="samples to keep (for .npy codes, which carry none)")
-@click.option("--pcm16", is_flag=True, help="write 16-bit PCM instead of 32-bit float")
-@click.option("--overwrite", is_flag=True, help="redo outputs that already exist")
-@model_option
-@revision_option
+@pcm16_option
 def decode(inputs, output, out_dir, length, pcm16, overwrite, model, revision):
     """Codes files (.safetensors, or .npy of shape (K, F)) -> 24 kHz wav, trimmed to the original length."""
-    from .audio import write_wav
     from .codes import load_codes
 
     outputs = _outputs(inputs, output, out_dir, ".wav")
@@ -184,25 +194,16 @@ def decode(inputs, output, out_dir, length, pcm16, overwrite, model, revision):
     bar = _progress(len(todo), "decode")
     for inp, out in todo:
         codes = load_codes(inp, num_samples=length, codebook_size=mimi.config.codebook_size)
-        audio = mimi.decode(codes.codes[None])
-        n = codes.num_samples if codes.num_samples is not None else audio.shape[-1]
-        write_wav(out, audio.reshape(-1)[:n], mimi.sample_rate, "PCM_16" if pcm16 else "FLOAT")
+        _write_decoded(mimi, out, codes.codes, codes.num_samples, pcm16)
         bar.update(1)
     bar.close()
 
 
-@main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="wav file for one input")
-@click.option("--out-dir", type=click.Path(file_okay=False), help="folder for many inputs")
+@files_command("wav file")
 @click.option("-n", "--num-codebooks", type=int, default=None, help="1..32 (default: all)")
-@click.option("--pcm16", is_flag=True, help="write 16-bit PCM instead of 32-bit float")
-@click.option("--overwrite", is_flag=True, help="redo outputs that already exist")
-@model_option
-@revision_option
+@pcm16_option
 def roundtrip(inputs, output, out_dir, num_codebooks, pcm16, overwrite, model, revision):
     """Audio -> codes -> audio: hear what Mimi keeps at a given number of codebooks."""
-    from .audio import write_wav
 
     outputs = _outputs(inputs, output, out_dir, ".mimi.wav")
     todo = _pending(inputs, outputs, overwrite)
@@ -211,11 +212,17 @@ def roundtrip(inputs, output, out_dir, num_codebooks, pcm16, overwrite, model, r
     mimi = _load(model, revision)
     k = mimi.check_num_codebooks(num_codebooks)
 
-    def write(inp, out, codes, n):
-        audio = mimi.decode(codes[None])
-        write_wav(out, audio.reshape(-1)[:n], mimi.sample_rate, "PCM_16" if pcm16 else "FLOAT")
+    _encode_files(mimi, todo, k, 8, "roundtrip", lambda inp, out, codes, n: _write_decoded(mimi, out, codes, n, pcm16))
 
-    _encode_files(mimi, todo, k, 8, "roundtrip", write)
+
+def _write_decoded(mimi, out, codes, num_samples: int | None, pcm16: bool) -> None:
+    """Decode (K, F) codes and write the wav, trimmed to the original length when it is known."""
+    from .audio import write_wav
+
+    audio = mimi.decode(codes[None]).reshape(-1)
+    write_wav(
+        out, audio[:num_samples] if num_samples is not None else audio, mimi.sample_rate, "PCM_16" if pcm16 else "FLOAT"
+    )
 
 
 @main.command()

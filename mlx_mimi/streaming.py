@@ -22,22 +22,48 @@ def state_nbytes(state: Any) -> int:
     return sum(v.nbytes for _, v in tree_flatten(state))
 
 
+class _CompiledStep:
+    """One direction's per-frame step, compiled once and shared by every stream of that shape.
+
+    Compiling the whole step takes seconds (on the CPU backend MLX JIT-builds its fused kernels), so a
+    new stream, or ``reset()``, must not pay it again. ``traces`` counts how often it was traced.
+    """
+
+    def __init__(self, frame_fn):
+        self.traces = 0
+        self._frame_fn = frame_fn
+        self.fn = mx.compile(self._traced)
+
+    def _traced(self, x, state):
+        self.traces += 1  # Python runs here only while mx.compile traces
+        return self._frame_fn(x, state)
+
+
+def _shared_step(model: Mimi, key: tuple, frame_fn) -> _CompiledStep:
+    cache = model.__dict__.setdefault("_compiled_steps", {})
+    if key not in cache:
+        cache[key] = _CompiledStep(frame_fn)
+    return cache[key]
+
+
 class _Stream:
-    def __init__(self, model: Mimi, batch_size: int):
+    def __init__(self, model: Mimi, batch_size: int, key: tuple, frame_fn):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise MimiError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model
         self.batch_size = batch_size
-        self.traces = 0  # how many times the step was traced (compiled); stays at 1 in steady state
         self.frames = 0
-        self._step = mx.compile(self._traced)
+        self._frame_fn = frame_fn
+        self._compiled = self._use((*key, batch_size))
 
-    def _traced(self, x: mx.array, state: Any) -> tuple[mx.array, Any]:
-        self.traces += 1  # Python runs here only while mx.compile traces
-        return self._frame(x, state)
+    def _use(self, key: tuple) -> _CompiledStep:
+        self._compiled = _shared_step(self.model, key, self._frame_fn)
+        return self._compiled
 
-    def _frame(self, x: mx.array, state: Any) -> tuple[mx.array, Any]:
-        raise NotImplementedError
+    @property
+    def traces(self) -> int:
+        """Times this stream's step was traced (compiled); 1 in steady state, shared by equal streams."""
+        return self._compiled.traces
 
     @property
     def state_bytes(self) -> int:
@@ -48,8 +74,9 @@ class StreamEncoder(_Stream):
     """Push 24 kHz audio in any chunk size; get codes (B, K, n) for each whole frame completed."""
 
     def __init__(self, model: Mimi, batch_size: int = 1, num_codebooks: int | None = None):
-        self.num_codebooks = model.check_num_codebooks(num_codebooks)
-        super().__init__(model, batch_size)
+        k = model.check_num_codebooks(num_codebooks)
+        self.num_codebooks = k
+        super().__init__(model, batch_size, ("encode", k), lambda x, s: model.encode_chunk(x, s, k))
         self.reset()
 
     def reset(self) -> None:
@@ -62,9 +89,6 @@ class StreamEncoder(_Stream):
     def pending_samples(self) -> int:
         """Samples buffered towards the next frame (< 1920)."""
         return self._pending.shape[1]
-
-    def _frame(self, x, state):
-        return self.model.encode_chunk(x, state, self.num_codebooks)
 
     def _as_batch(self, pcm: Any) -> np.ndarray:
         arr = np.array(pcm) if isinstance(pcm, mx.array) else np.asarray(pcm)
@@ -91,7 +115,7 @@ class StreamEncoder(_Stream):
         out = []
         for i in range(whole):
             frame = mx.array(pending[:, i * size : (i + 1) * size, None])
-            codes, self.state = self._step(frame, self.state)
+            codes, self.state = self._compiled.fn(frame, self.state)
             out.append(codes)
         self._pending = pending[:, whole * size :]
         self.frames += whole
@@ -121,16 +145,20 @@ class StreamDecoder(_Stream):
     """Push codes (B, K, n) frame by frame; get audio (B, 1, 1920 n) float32."""
 
     def __init__(self, model: Mimi, batch_size: int = 1):
-        super().__init__(model, batch_size)
+        super().__init__(model, batch_size, ("decode",), self._frame(model))
         self.reset()
 
     def reset(self) -> None:
         self.state = self.model.decoder_state(self.batch_size)
         self.frames = 0
 
-    def _frame(self, codes, state):
-        pcm, state = self.model.decode_chunk(codes, state)
-        return pcm.astype(mx.float32), state
+    @staticmethod
+    def _frame(model: Mimi):
+        def frame(codes, state):
+            pcm, state = model.decode_chunk(codes, state)
+            return pcm.astype(mx.float32), state
+
+        return frame
 
     def step(self, codes: Any) -> mx.array:
         """codes: (B, K, n) int, n >= 0 -> audio (B, 1, 1920 n) float32."""
@@ -138,8 +166,9 @@ class StreamDecoder(_Stream):
         if arr.shape[0] != self.batch_size:
             raise MimiError(f"codes for batch {arr.shape[0]} pushed into a stream of batch {self.batch_size}")
         out = []
+        step = self._use(("decode", arr.shape[2], self.batch_size)).fn  # compiled per number of codebooks
         for i in range(arr.shape[1]):
-            pcm, self.state = self._step(arr[:, i : i + 1], self.state)
+            pcm, self.state = step(arr[:, i : i + 1], self.state)
             out.append(pcm)
         self.frames += arr.shape[1]
         if not out:

@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# mlx_mimi before anything imports mlx.core: it preloads OpenBLAS on Linux (see mlx_mimi/backend.py);
+# a test module importing mlx.core first would leave every matmul on the 60x slower reference BLAS.
+import mlx_mimi  # noqa: F401, I001
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 import reference  # noqa: E402
@@ -71,6 +75,5 @@ def original_folder(tmp_path_factory, hf_reference) -> Path:
 
 @pytest.fixture(scope="session")
 def model(hf_reference):
-    import mlx_mimi
 
     return mlx_mimi.load(hf_reference[1])
