@@ -32,8 +32,42 @@ from timing import median_time, step_latencies  # noqa: E402
 SR, FRAME = 24_000, 1920
 
 
-def rss_mb() -> float:
+def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    """Resident memory now (Linux /proc; elsewhere the peak, which also shows growth)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        return peak_rss_mb()
+
+
+BLAS_PROBE = """
+import sys, time, numpy as np, mlx_mimi
+m = mlx_mimi.load(sys.argv[1])
+pcm = (np.random.default_rng(0).standard_normal(24000 * 5) * 0.1).astype(np.float32)
+m.encode(pcm, num_codebooks=8)
+t = time.perf_counter(); m.encode(pcm, num_codebooks=8); print(5 / (time.perf_counter() - t))
+"""
+
+
+def blas_speedup(folder: Path) -> None:
+    """Encode RTF with the OpenBLAS preload and with MLX's bundled reference BLAS, each in a fresh process."""
+    import subprocess
+
+    rtf = {}
+    for mode in ("auto", "off"):
+        env = dict(os.environ, MLX_MIMI_BLAS=mode)
+        out = subprocess.run([sys.executable, "-c", BLAS_PROBE, str(folder)], env=env, capture_output=True, text=True)
+        rtf[mode] = float(out.stdout.strip()) if out.returncode == 0 else float("nan")
+    print("\n## Linux CPU BLAS: encode RTF, 5 s clip, 8 codebooks")
+    print(
+        f"| OpenBLAS preload | {rtf['auto']:.2f}x | bundled reference BLAS (MLX_MIMI_BLAS=off) | {rtf['off']:.2f}x |"
+        f" speed-up {rtf['auto'] / rtf['off']:.1f}x |"
+    )
 
 
 # -- implementations ------------------------------------------------------------------------------------
@@ -101,7 +135,10 @@ class TorchMimi:
         rng = np.random.default_rng(0)
         pcm = [torch.from_numpy(rng.standard_normal((batch, 1, FRAME)).astype(np.float32) * 0.1) for _ in range(frames)]
         codes = [torch.from_numpy(rng.integers(0, 2048, (batch, k, 1))) for _ in range(frames)]
-        m.streaming(batch).__enter__()  # moshi's streaming mode, for the rest of this process
+        if getattr(self, "_streaming", None) is not None:  # leave the previous batch size's streaming mode
+            self._streaming.__exit__(None, None, None)
+        self._streaming = m.streaming(batch)
+        self._streaming.__enter__()
 
         def enc(i):
             with torch.no_grad():
@@ -132,7 +169,7 @@ def build_weights(folder: Path):
     return hf, original, speech
 
 
-def run_venv_anchors(args, original: Path, lengths, repeats) -> dict[str, list[str]]:
+def run_venv_anchors(args, original: Path, repeats) -> dict[str, list[str]]:
     """moshi_mlx and rustymimi from their own venv (anchors_venv.py); rows keyed OFFLINE / STREAM."""
     import subprocess
 
@@ -140,15 +177,16 @@ def run_venv_anchors(args, original: Path, lengths, repeats) -> dict[str, list[s
         print("# moshi_mlx, rustymimi: pass --anchor-python VENV/bin/python (see anchors_venv.py)")
         return {}
     script = Path(__file__).with_name("anchors_venv.py")
+    # 10 s clips only: moshi_mlx decodes at ~0.2x real time, so a 60 s clip would take minutes per run
     cmd = [
         args.anchor_python,
         str(script),
         "--weights",
         str(original),
         "--seconds",
-        ",".join(map(str, lengths)),
+        "10",
         "--repeats",
-        str(repeats),
+        str(min(repeats, 2)),
         "--frames",
         str(args.frames),
     ]
@@ -203,7 +241,7 @@ def main() -> None:
                 impls.append(TorchMimi(kind, hf, original))
             except Exception as exc:  # not installed
                 print(f"# {kind}: skipped ({exc.__class__.__name__}: {exc})")
-    anchor_rows = run_venv_anchors(args, original, lengths, repeats)
+    anchor_rows = run_venv_anchors(args, original, repeats)
 
     print("\n## offline RTF (audio s / wall s, median)")
     print("| implementation | clip | codebooks | encode RTF | decode RTF |")
@@ -246,7 +284,9 @@ def main() -> None:
     for row in anchor_rows.get("STREAM", []):
         print(row)
 
-    print(f"\n## peak RSS of this process: {rss_mb():.0f} MB")
+    print(f"\n## peak RSS of this process: {peak_rss_mb():.0f} MB")
+    if mlx_mimi.backend.blas_report().startswith("OpenBLAS"):
+        blas_speedup(tmp / "converted")
     if args.stream_minutes:
         model = mlx_mimi.load(tmp / "converted")
         enc, dec = model.stream_encoder(num_codebooks=8), model.stream_decoder()
@@ -258,10 +298,8 @@ def main() -> None:
             done += 2 / 60
             for m in sorted(marks):
                 if done >= m:
-                    import psutil  # optional
-
                     print(
-                        f"| streamed {m:g} min | RSS {psutil.Process().memory_info().rss / 1e6:.0f} MB | "
+                        f"| streamed {m:g} min | RSS {current_rss_mb():.0f} MB | "
                         f"state {enc.state_bytes + dec.state_bytes} bytes |"
                     )
                     marks.discard(m)

@@ -18,9 +18,6 @@ from .layers.transformer import Transformer
 # chunk's graph is evaluated once, and activations stay cache-sized (on the CPU backend an elementwise pass
 # is ~5x faster in cache than from memory; measured best between 16 and 64 frames).
 DEFAULT_CHUNK_FRAMES = 32
-# Halo of the second-stream half of the SEANet encoder pass: at least its receptive field (~4300 samples),
-# frame-aligned. See layers.seanet.run_on_two_streams.
-ENCODER_HALO_SAMPLES = 3 * 1920
 
 
 class MimiError(ValueError):
@@ -38,6 +35,10 @@ class Mimi(nn.Module):
             self.encoder = SEANetEncoder(config)
             self.encoder_transformer = Transformer(config)
             self.downsample = CausalConv1d(d, d, 2 * stride, stride=stride, bias=False, pad_mode="replicate")
+            # The second-stream half of an offline SEANet pass starts this early (layers.seanet.run_on_two_streams):
+            # the encoder's receptive field rounded up to whole frames, so every kept output is exact.
+            field = self.encoder.receptive_field
+            self.encoder_halo = -(-field // config.frame_size) * config.frame_size
         self.quantizer = SplitResidualVQ(config)
         if config.has_decoder:
             self.upsample = DepthwiseUpsample(d, stride)
@@ -86,7 +87,7 @@ class Mimi(nn.Module):
             self.encoder,
             pcm.astype(self.dtype),
             state["seanet"],
-            ENCODER_HALO_SAMPLES,
+            self.encoder_halo,
             self.frame_size,
             1 / self.config.hop_length,
             final=final,

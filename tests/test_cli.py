@@ -240,3 +240,38 @@ def test_microphone_through_a_real_device(model_dir, speech_long, tmp_path):
     live = load_codes(codes_path)
     model = mlx_mimi.load(model_dir)
     np.testing.assert_array_equal(live.codes, np.array(model.encode(heard, num_codebooks=8))[0])
+
+
+def test_devices_and_playback(model_dir, clips, tmp_path):
+    """`mimi devices` lists the PulseAudio devices; --playback decodes live through a real output device."""
+    if not _pulse_ready():
+        if IN_CI:
+            pytest.fail("CI must run the audio device tests: PulseAudio is not running (.ci/pulse.sh)")
+        pytest.skip("no PulseAudio server")
+    env = dict(os.environ, PULSE_SINK="mimi_sink")
+    p = subprocess.run([sys.executable, "-m", "mlx_mimi.cli", "devices"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and ("pulse" in p.stdout or "default" in p.stdout), p.stdout + p.stderr
+    out = tmp_path / "played.safetensors"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlx_mimi.cli",
+            "stream",
+            "--input",
+            str(clips / "a.wav"),
+            "--as-fast-as-possible",
+            "--playback",
+            "-o",
+            str(out),
+            "--quiet",
+            "--model",
+            str(model_dir),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    assert load_codes(out).codes.shape[0] == 8

@@ -162,12 +162,13 @@ def test_two_stream_seanet_is_exact(model, long_pcm):
     import mlx.core as mx
 
     from mlx_mimi.layers.seanet import run_on_two_streams
-    from mlx_mimi.model import ENCODER_HALO_SAMPLES
+
+    assert model.encoder.receptive_field == 4280  # 1 + 6 + 2 + 7 + 2*4 + 9*4 + 2*20 + 11*20 + 2*120 + 15*120 + 2*960
 
     x = mx.array(long_pcm[: 32 * FRAME])[None, :, None]
     state = model.encoder.initial_state(1, mx.float32)
     one, one_state = model.encoder(x, state)
-    two, two_state = run_on_two_streams(model.encoder, x, state, ENCODER_HALO_SAMPLES, FRAME, 1 / 960)
+    two, two_state = run_on_two_streams(model.encoder, x, state, model.encoder_halo, FRAME, 1 / 960)
     assert np.array_equal(np.array(one), np.array(two))
     assert all(np.array_equal(np.array(a), np.array(b)) for a, b in zip(one_state, two_state, strict=True))
     short, _ = run_on_two_streams(model.encoder, x, state, FRAME // 2, FRAME, 1 / 960)  # halo < receptive field
