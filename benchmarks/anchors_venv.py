@@ -27,13 +27,31 @@ from timing import median_time, step_latencies  # noqa: E402
 FRAME = 1920
 
 
+def _first_codebooks(weights: str, k: int) -> str:
+    """moshi_mlx cannot load a file with more codebooks than its model: write a copy with the first k."""
+    import re
+    import tempfile
+
+    import mlx.core as mx
+
+    if k == 32:
+        return weights
+    keep = {}
+    for name, value in mx.load(weights).items():
+        hit = re.match(r"quantizer\.rvq_rest\.vq\.layers\.(\d+)\.", name)
+        if hit is None or int(hit.group(1)) < k - 1:
+            keep[name] = value
+    path = os.path.join(tempfile.mkdtemp(), f"mimi-{k}.safetensors")
+    mx.save_safetensors(path, keep)
+    return path
+
+
 def moshi_mlx_impl(weights, k):
     import mlx.core as mx
     from moshi_mlx.models import mimi
 
     model = mimi.Mimi(mimi.mimi_202407(k))
-    # strict loading rejects the file's extra codebooks when fewer than 32 are asked for
-    model.load_pytorch_weights(weights, strict=k == 32)
+    model.load_pytorch_weights(_first_codebooks(weights, k), strict=True)
 
     def encode(pcm):
         out = model.encode(mx.array(pcm)[None, None])
