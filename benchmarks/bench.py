@@ -203,6 +203,25 @@ def run_venv_anchors(args, original: Path, repeats) -> dict[str, list[str]]:
     return rows
 
 
+def stream_memory(folder: Path, minutes: float) -> None:
+    """Process RSS and stream state after 1 minute and after ``minutes`` of streamed audio (encode + decode)."""
+    print(f"\n## memory while streaming (encode + decode, B=1, 8 codebooks), up to {minutes:g} min")
+    model = mlx_mimi.load(folder)
+    enc, dec = model.stream_encoder(num_codebooks=8), model.stream_decoder()
+    chunk = (np.random.default_rng(1).standard_normal(FRAME * 25) * 0.1).astype(np.float32)  # 2 s
+    marks = sorted({1.0, minutes})
+    done = 0.0
+    while marks:
+        dec.step(enc.step(chunk))
+        done += 2 / 60
+        if done >= marks[0] - 1e-9:
+            print(
+                f"| streamed {marks.pop(0):g} min | RSS {current_rss_mb():.0f} MB | "
+                f"state {enc.state_bytes + dec.state_bytes} bytes |",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 s clips only, 3 repeats")
@@ -210,6 +229,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=200, help="streaming frames timed per configuration")
     ap.add_argument("--only", default=None, help="comma list: mlx-mimi,moshi,transformers")
     ap.add_argument("--stream-minutes", type=float, default=0, help="also measure RSS after N minutes of streaming")
+    ap.add_argument("--memory-only", action="store_true", help="only the streaming-memory measurement")
     ap.add_argument("--anchor-python", default=None, help="python of a venv with moshi_mlx and rustymimi installed")
     args = ap.parse_args()
     repeats = 3 if args.quick else args.repeats
@@ -221,6 +241,9 @@ def main() -> None:
     )
     tmp = Path(tempfile.mkdtemp(prefix="mimi-bench-"))
     hf, original, speech = build_weights(tmp)
+    if args.memory_only:
+        stream_memory(tmp / "converted", args.stream_minutes or 60)
+        return
     speech = np.tile(speech, 3)
 
     # -- load time: raw layouts vs converted
@@ -288,21 +311,7 @@ def main() -> None:
     if mlx_mimi.backend.blas_report().startswith("OpenBLAS"):
         blas_speedup(tmp / "converted")
     if args.stream_minutes:
-        model = mlx_mimi.load(tmp / "converted")
-        enc, dec = model.stream_encoder(num_codebooks=8), model.stream_decoder()
-        chunk = (np.random.default_rng(1).standard_normal(FRAME * 25) * 0.1).astype(np.float32)  # 2 s
-        marks = {1.0, args.stream_minutes}
-        done = 0.0
-        while done < args.stream_minutes:
-            dec.step(enc.step(chunk))
-            done += 2 / 60
-            for m in sorted(marks):
-                if done >= m:
-                    print(
-                        f"| streamed {m:g} min | RSS {current_rss_mb():.0f} MB | "
-                        f"state {enc.state_bytes + dec.state_bytes} bytes |"
-                    )
-                    marks.discard(m)
+        stream_memory(tmp / "converted", args.stream_minutes)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,12 @@ def _pending(inputs, outputs, overwrite: bool):
     return todo
 
 
+def _plan(inputs, output, out_dir, suffix: str, overwrite: bool, model: str, revision: str | None):
+    """(input, output) pairs still to do, and the model, loaded only when there is work."""
+    todo = _pending(inputs, _outputs(inputs, output, out_dir, suffix), overwrite)
+    return todo, (_load(model, revision) if todo else None)
+
+
 def _encode_files(mimi, todo, num_codebooks: int, batch_size: int, desc: str, write):
     """Read, encode (batching clips of equal length) and hand each result to ``write(inp, out, codes, n)``."""
     import numpy as np
@@ -163,11 +169,9 @@ def _write_codes_file(mimi, out, inp, codes, n):
 @click.option("--batch-size", type=int, default=8, show_default=True, help="clips of equal length per batch")
 def encode(inputs, output, out_dir, num_codebooks, batch_size, overwrite, model, revision):
     """Audio files (any format, rate, channels) -> codes files."""
-    outputs = _outputs(inputs, output, out_dir, ".safetensors")
-    todo = _pending(inputs, outputs, overwrite)
+    todo, mimi = _plan(inputs, output, out_dir, ".safetensors", overwrite, model, revision)
     if not todo:
         return
-    mimi = _load(model, revision)
     k = mimi.check_num_codebooks(num_codebooks)
     _encode_files(
         mimi,
@@ -186,11 +190,9 @@ def decode(inputs, output, out_dir, length, pcm16, overwrite, model, revision):
     """Codes files (.safetensors, or .npy of shape (K, F)) -> 24 kHz wav, trimmed to the original length."""
     from .codes import load_codes
 
-    outputs = _outputs(inputs, output, out_dir, ".wav")
-    todo = _pending(inputs, outputs, overwrite)
+    todo, mimi = _plan(inputs, output, out_dir, ".wav", overwrite, model, revision)
     if not todo:
         return
-    mimi = _load(model, revision)
     bar = _progress(len(todo), "decode")
     for inp, out in todo:
         codes = load_codes(inp, num_samples=length, codebook_size=mimi.config.codebook_size)
@@ -204,12 +206,9 @@ def decode(inputs, output, out_dir, length, pcm16, overwrite, model, revision):
 @pcm16_option
 def roundtrip(inputs, output, out_dir, num_codebooks, pcm16, overwrite, model, revision):
     """Audio -> codes -> audio: hear what Mimi keeps at a given number of codebooks."""
-
-    outputs = _outputs(inputs, output, out_dir, ".mimi.wav")
-    todo = _pending(inputs, outputs, overwrite)
+    todo, mimi = _plan(inputs, output, out_dir, ".mimi.wav", overwrite, model, revision)
     if not todo:
         return
-    mimi = _load(model, revision)
     k = mimi.check_num_codebooks(num_codebooks)
 
     _encode_files(mimi, todo, k, 8, "roundtrip", lambda inp, out, codes, n: _write_decoded(mimi, out, codes, n, pcm16))

@@ -85,8 +85,9 @@ def test_encoder_only_and_decoder_only(tmp_path, original_folder, model, speech_
         # separate codes less than a trained model. Measured here: semantic 85-97%, codebooks 1-8 ~86%,
         # decode SNR ~37 dB from the same codes; the floors leave ~10 points of margin for other speech.
         ("bfloat16", 0.75, 0.70, 30.0),
-        # float16 keeps 11 bits (8x finer): measured semantic ~99.7%, codebooks 1-8 ~97%, SNR ~55 dB.
-        ("float16", 0.95, 0.88, 45.0),
+        # float16 keeps 11 bits (8x finer): measured semantic 96-99.7%, codebooks 1-8 97-99%, SNR 55 dB.
+        # With 80 frames one semantic flip is 1.25 points: the floor leaves room for a few.
+        ("float16", 0.90, 0.88, 45.0),
     ],
 )
 def test_low_precision_agreement(hf_reference, model, speech_long, tmp_path, dtype, min_semantic, min_first8, min_snr):

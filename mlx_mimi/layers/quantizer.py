@@ -14,6 +14,28 @@ import mlx.nn as nn
 from ..config import MimiConfig
 
 
+def _nearest_of_two(x: mx.array, book: mx.array, candidates: mx.array) -> mx.array:
+    """The nearer of the matmul search's two best candidates, by an exact per-row squared distance.
+
+    Why: the expanded form |e|^2/2 - x.e loses precision to cancellation (scores ~600, gaps ~1e-5) and
+    its rounding depends on how the product is computed (compiled streaming step vs an offline chunk). A
+    near-tie (two centroids within ~2e-7 relative, seen on espeak speech) then went different ways in
+    streaming and offline encoding. The direct distance sum((x - e)^2) of the two finalists decides
+    instead; exact ties go to the lower index.
+    """
+    pair = book[candidates]  # (..., 2, D)
+    dist = ((x[..., None, :] - pair) ** 2).sum(axis=-1)
+    first, second = candidates[..., 0], candidates[..., 1]
+    second_wins = (dist[..., 1] < dist[..., 0]) | ((dist[..., 1] == dist[..., 0]) & (second < first))
+    return mx.where(second_wins, second, first)
+
+
+def nearest_code(x: mx.array, book: mx.array, half_sq_norms: mx.array) -> mx.array:
+    """Index of the nearest codebook entry for each row of x (float32), the same for any number of rows."""
+    scores = half_sq_norms - x @ book.T
+    return _nearest_of_two(x, book, mx.argpartition(scores, 1, axis=-1)[..., :2])
+
+
 class ResidualVQ(nn.Module):
     """``n`` codebooks applied in turn to the residual of a 1x1-projected latent."""
 
@@ -33,8 +55,7 @@ class ResidualVQ(nn.Module):
         codes = []
         for i in range(num_codebooks):
             book = self.codebooks[i]
-            scores = self.half_sq_norms[i] - residual @ book.T
-            index = mx.argmin(scores, axis=-1)
+            index = nearest_code(residual, book, self.half_sq_norms[i])
             residual = residual - book[index]
             codes.append(index)
         return mx.stack(codes, axis=-1)
