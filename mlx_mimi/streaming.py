@@ -47,14 +47,14 @@ def _shared_step(model: Mimi, key: tuple, frame_fn) -> _CompiledStep:
 
 
 class _Stream:
-    def __init__(self, model: Mimi, batch_size: int, key: tuple, frame_fn):
+    def __init__(self, model: Mimi, batch_size: int, key: tuple | None, frame_fn):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise MimiError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model = model
         self.batch_size = batch_size
         self.frames = 0
         self._frame_fn = frame_fn
-        self._compiled = self._use((*key, batch_size))
+        self._compiled = self._use((*key, batch_size)) if key is not None else None
 
     def _use(self, key: tuple) -> _CompiledStep:
         self._compiled = _shared_step(self.model, key, self._frame_fn)
@@ -63,7 +63,7 @@ class _Stream:
     @property
     def traces(self) -> int:
         """Times this stream's step was traced (compiled); 1 in steady state, shared by equal streams."""
-        return self._compiled.traces
+        return self._compiled.traces if self._compiled is not None else 0
 
     @property
     def state_bytes(self) -> int:
@@ -145,7 +145,7 @@ class StreamDecoder(_Stream):
     """Push codes (B, K, n) frame by frame; get audio (B, 1, 1920 n) float32."""
 
     def __init__(self, model: Mimi, batch_size: int = 1):
-        super().__init__(model, batch_size, ("decode",), self._frame(model))
+        super().__init__(model, batch_size, None, self._frame(model))  # keyed by codebooks at the first step
         self.reset()
 
     def reset(self) -> None:
