@@ -168,7 +168,7 @@ class Mimi(nn.Module):
             raise MimiError(f"num_codebooks must be in [{low}, {self.num_codebooks}], got {num_codebooks}")
         return int(num_codebooks)
 
-    def check_audio(self, pcm: Any, allow_empty: bool = False) -> mx.array:
+    def check_audio(self, pcm: Any) -> mx.array:
         """-> (B, T, 1) float array; raises MimiError on wrong rank, dtype, emptiness or non-finite values."""
         arr = pcm if isinstance(pcm, mx.array) else np.asarray(pcm)
         dt = arr.dtype
@@ -184,13 +184,13 @@ class Mimi(nn.Module):
             shape = (shape[0], shape[2])
         elif len(shape) != 2:
             raise MimiError(f"audio must have shape (T,), (B, T) or (B, 1, T), got {tuple(arr.shape)}")
-        if shape[0] == 0 or (shape[1] == 0 and not allow_empty):
+        if shape[0] == 0 or shape[1] == 0:
             raise MimiError(f"audio is empty (shape {tuple(arr.shape)})")
         if isinstance(arr, np.ndarray):
             if not np.isfinite(arr).all():
                 raise MimiError("audio contains NaN or infinite samples")
             arr = mx.array(arr.astype(np.float32, copy=False))
-        elif shape[1] and not mx.all(mx.isfinite(arr)).item():
+        elif not mx.all(mx.isfinite(arr)).item():
             raise MimiError("audio contains NaN or infinite samples")
         return arr.reshape(shape[0], shape[1], 1)
 
