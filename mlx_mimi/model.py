@@ -24,6 +24,20 @@ class MimiError(ValueError):
     """Bad input to the model: wrong shape, dtype, values or configuration."""
 
 
+def check_samples(arr: np.ndarray | mx.array) -> None:
+    """Raise MimiError unless the audio is floating point with only finite samples (shape not checked)."""
+    if isinstance(arr, mx.array):
+        if not mx.issubdtype(arr.dtype, mx.floating):
+            raise MimiError(f"audio must be floating point in [-1, 1], got dtype {arr.dtype}")
+        finite = mx.all(mx.isfinite(arr)).item()
+    else:
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise MimiError(f"audio must be floating point in [-1, 1], got dtype {arr.dtype}")
+        finite = np.isfinite(arr).all()
+    if not finite:
+        raise MimiError("audio contains NaN or infinite samples")
+
+
 class Mimi(nn.Module):
     def __init__(self, config: MimiConfig, dtype: mx.Dtype = mx.float32):
         super().__init__()
@@ -171,10 +185,7 @@ class Mimi(nn.Module):
     def check_audio(self, pcm: Any) -> mx.array:
         """-> (B, T, 1) float array; raises MimiError on wrong rank, dtype, emptiness or non-finite values."""
         arr = pcm if isinstance(pcm, mx.array) else np.asarray(pcm)
-        dt = arr.dtype
-        is_float = mx.issubdtype(dt, mx.floating) if isinstance(arr, mx.array) else np.issubdtype(dt, np.floating)
-        if not is_float:
-            raise MimiError(f"audio must be floating point in [-1, 1], got dtype {dt}")
+        check_samples(arr)
         shape = tuple(arr.shape)
         if len(shape) == 1:
             shape = (1, shape[0])
@@ -187,11 +198,7 @@ class Mimi(nn.Module):
         if shape[0] == 0 or shape[1] == 0:
             raise MimiError(f"audio is empty (shape {tuple(arr.shape)})")
         if isinstance(arr, np.ndarray):
-            if not np.isfinite(arr).all():
-                raise MimiError("audio contains NaN or infinite samples")
             arr = mx.array(arr.astype(np.float32, copy=False))
-        elif not mx.all(mx.isfinite(arr)).item():
-            raise MimiError("audio contains NaN or infinite samples")
         return arr.reshape(shape[0], shape[1], 1)
 
     def check_codes(self, codes: Any, allow_empty: bool = False) -> mx.array:

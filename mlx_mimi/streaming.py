@@ -14,7 +14,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
-from .model import Mimi, MimiError
+from .model import Mimi, MimiError, check_samples
 
 
 def state_nbytes(state: Any) -> int:
@@ -101,10 +101,7 @@ class StreamEncoder(_Stream):
                 f"chunk of shape {arr.shape} does not fit this stream: expected (B, n) or (B, 1, n) with "
                 f"B={self.batch_size}" + (" or (n,)" if self.batch_size == 1 else "")
             )
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise MimiError(f"audio must be floating point in [-1, 1], got dtype {arr.dtype}")
-        if not np.isfinite(arr).all():
-            raise MimiError("audio contains NaN or infinite samples")
+        check_samples(arr)
         return arr.astype(np.float32, copy=False)
 
     def step(self, pcm: Any) -> mx.array:

@@ -213,9 +213,13 @@ def sanitize(tensors: dict[str, np.ndarray], config: MimiConfig, layout: str | N
         n for n in tensors if n not in used and not _IGNORED.search(n) and not n.startswith(dropped or ("\0",))
     )
     if extra:
-        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
-        raise WeightsError(f"unexpected tensor {extra[0]!r} in the {layout} checkpoint{more}")
+        raise WeightsError(f"unexpected tensor {_first_of(extra)} in the {layout} checkpoint")
     return out
+
+
+def _first_of(names: list[str]) -> str:
+    """The first name quoted, and how many more there are: one error line for any number of bad tensors."""
+    return repr(names[0]) + (f" (and {len(names) - 1} more)" if len(names) > 1 else "")
 
 
 def load_into(model: Mimi, weights: dict[str, np.ndarray]) -> Mimi:
@@ -223,14 +227,10 @@ def load_into(model: Mimi, weights: dict[str, np.ndarray]) -> Mimi:
     expected = dict(tree_flatten(model.parameters()))
     missing = sorted(set(expected) - set(weights))
     if missing:
-        raise WeightsError(
-            f"missing tensor {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-        )
+        raise WeightsError(f"missing tensor {_first_of(missing)}")
     extra = sorted(set(weights) - set(expected))
     if extra:
-        raise WeightsError(
-            f"unexpected tensor {extra[0]!r}" + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
-        )
+        raise WeightsError(f"unexpected tensor {_first_of(extra)}")
     params = []
     for name, ref in expected.items():
         w = weights[name]
