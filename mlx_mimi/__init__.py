@@ -5,10 +5,31 @@ from . import backend as _backend
 _backend.load_blas()  # before mlx.core is imported anywhere: see backend.py
 
 from .config import MimiConfig  # noqa: E402
-from .model import Mimi, MimiError  # noqa: E402
-from .weights import WeightsError, load_model  # noqa: E402
+from .errors import (  # noqa: E402
+    AudioError,
+    CodesFileError,
+    ConfigError,
+    DeviceError,
+    MimiError,
+    ModelNotFoundError,
+    WeightsError,
+)
+from .model import Mimi  # noqa: E402
+from .weights import load_model  # noqa: E402
 
 load = load_model
 
-__all__ = ["Mimi", "MimiConfig", "MimiError", "WeightsError", "load", "load_model"]
+__all__ = [
+    "AudioError",
+    "CodesFileError",
+    "ConfigError",
+    "DeviceError",
+    "Mimi",
+    "MimiConfig",
+    "MimiError",
+    "ModelNotFoundError",
+    "WeightsError",
+    "load",
+    "load_model",
+]
 __version__ = "0.1.0"

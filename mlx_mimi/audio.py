@@ -7,10 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
-
-
-class AudioError(ValueError):
-    """An audio file that cannot be read or holds no usable audio."""
+from .errors import AudioError
 
 
 def resample(pcm: np.ndarray, rate: int, target: int) -> np.ndarray:

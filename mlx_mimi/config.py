@@ -5,9 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
 
 
 @dataclass
@@ -53,6 +57,7 @@ class MimiConfig:
     has_decoder: bool = True
 
     def __post_init__(self) -> None:
+        _check_types(self)
         self.upsampling_ratios = list(self.upsampling_ratios)
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
@@ -100,25 +105,68 @@ class MimiConfig:
         return list(reversed(self.upsampling_ratios))
 
     def validate(self) -> None:
+        positive = (
+            "sampling_rate",
+            "hidden_size",
+            "num_filters",
+            "kernel_size",
+            "last_kernel_size",
+            "residual_kernel_size",
+            "dilation_growth_rate",
+            "compress",
+            "codebook_size",
+            "codebook_dim",
+            "num_quantizers",
+            "vector_quantization_hidden_dimension",
+            "num_hidden_layers",
+            "intermediate_size",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "head_dim",
+            "sliding_window",
+            "max_position_embeddings",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"config field {name!r} must be >= 1, got {getattr(self, name)!r}")
+        if self.num_residual_layers < 0:
+            raise ConfigError(f"config field 'num_residual_layers' must be >= 0, got {self.num_residual_layers}")
+        if not self.upsampling_ratios or any(r < 1 for r in self.upsampling_ratios):
+            raise ConfigError(f"config field 'upsampling_ratios' must be positive ints, got {self.upsampling_ratios}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ConfigError(
+                f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_attention_heads}"
+            )
+        if self.head_dim % 2:
+            raise ConfigError(f"head_dim must be even for RoPE, got {self.head_dim}")
+        for name in ("norm_eps", "rope_theta", "layer_scale_initial_scale"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) <= 0:
+                raise ConfigError(f"config field {name!r} must be a positive number, got {getattr(self, name)!r}")
+        if self.frame_rate is not None and not (math.isfinite(self.frame_rate) and self.frame_rate > 0):
+            raise ConfigError(f"config field 'frame_rate' must be a positive number, got {self.frame_rate!r}")
         if not 0 < self.num_semantic_quantizers < self.num_quantizers:
-            raise ValueError(
+            raise ConfigError(
                 f"num_semantic_quantizers must be in [1, num_quantizers); got {self.num_semantic_quantizers} "
                 f"of {self.num_quantizers}"
             )
         if not self.use_causal_conv:
-            raise ValueError("mlx-mimi implements the causal Mimi only (use_causal_conv=true)")
+            raise ConfigError("mlx-mimi implements the causal Mimi only (use_causal_conv=true)")
         if self.audio_channels != 1:
-            raise ValueError(f"mlx-mimi supports mono Mimi only; config has audio_channels={self.audio_channels}")
+            raise ConfigError(f"mlx-mimi supports mono Mimi only; config has audio_channels={self.audio_channels}")
         if self.trim_right_ratio != 1.0:
-            raise ValueError(f"only trim_right_ratio=1.0 is supported, got {self.trim_right_ratio}")
+            raise ConfigError(f"only trim_right_ratio=1.0 is supported, got {self.trim_right_ratio}")
         if self.hidden_act not in ("gelu",):
-            raise ValueError(f"unsupported hidden_act {self.hidden_act!r} (Mimi uses exact 'gelu')")
+            raise ConfigError(f"unsupported hidden_act {self.hidden_act!r} (Mimi uses exact 'gelu')")
         if self.num_key_value_heads != self.num_attention_heads:
-            raise ValueError("grouped-query attention is not used by Mimi and not supported")
+            raise ConfigError("grouped-query attention is not used by Mimi and not supported")
+        if self.pad_mode != "constant":
+            raise ConfigError(f"only pad_mode 'constant' is supported, got {self.pad_mode!r}")
 
     # -- (de)serialisation ------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MimiConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
         data = dict(data)
         rope = data.pop("rope_parameters", None) or data.pop("rope_scaling", None)
         if isinstance(rope, dict) and "rope_theta" in rope and "rope_theta" not in data:
@@ -132,10 +180,54 @@ class MimiConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> MimiConfig:
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a readable JSON config ({exc})") from exc
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["model_type"] = "mimi"
         return out
+
+
+def _type_ok(value: Any, kind: Any) -> bool:
+    """Whether a JSON value fits a field annotation (int, float, bool, str, list[int], X | None)."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        return any(_type_ok(value, k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:  # JSON has no int/bool distinction problem, but Python does: True is an int
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, item) for v in value)
+    return True
+
+
+def _check_types(config: MimiConfig) -> None:
+    """One ConfigError naming the first field whose value has the wrong type (before any arithmetic on it)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not _type_ok(value, hints[f.name]):
+            raise ConfigError(
+                f"config field {f.name!r} has the wrong type: {value!r} is not {_type_name(hints[f.name])}"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config field {f.name!r} must be finite, got {value!r}")
+
+
+def _type_name(kind: Any) -> str:
+    return str(kind).replace("typing.", "").replace("<class '", "").replace("'>", "")
