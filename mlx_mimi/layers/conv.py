@@ -16,6 +16,8 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
+from .linear import matmul
+
 
 def elu(x: mx.array) -> mx.array:
     """ELU with alpha 1: max(x, expm1(min(x, 0))), since expm1(x) >= x everywhere.
@@ -69,10 +71,7 @@ class CausalConv1d(nn.Module):
         return mx.zeros((batch_size, self.context, self.in_channels), dtype=dtype)
 
     def _project(self, cols: mx.array) -> mx.array:
-        w = self.weight.reshape(self.out_channels, -1)
-        if "bias" in self:
-            return mx.addmm(self.bias, cols, w.T)
-        return cols @ w.T
+        return matmul(cols, self.weight.reshape(self.out_channels, -1).T, self.get("bias"))
 
     def __call__(
         self, x: mx.array, state: mx.array | None, fresh: mx.array | None = None, final: bool = False
@@ -140,7 +139,7 @@ class ConvTranspose1d(nn.Module):
 
     def __call__(self, x: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
         b, n, _ = x.shape
-        z = x @ self.weight.reshape(-1, self.in_channels).T
+        z = matmul(x, self.weight.reshape(-1, self.in_channels).T)
         y, new_state = _overlap_add(z.reshape(b, n, 2, -1), state)
         y = y.reshape(b, n * self.stride, self.out_channels)
         if "bias" in self:

@@ -12,6 +12,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..config import MimiConfig
+from .linear import matmul
 
 
 def _nearest_of_two(x: mx.array, book: mx.array, candidates: mx.array) -> mx.array:
@@ -31,9 +32,16 @@ def _nearest_of_two(x: mx.array, book: mx.array, candidates: mx.array) -> mx.arr
 
 
 def nearest_code(x: mx.array, book: mx.array, half_sq_norms: mx.array) -> mx.array:
-    """Index of the nearest codebook entry for each row of x (float32), the same for any number of rows."""
-    scores = half_sq_norms - x @ book.T
-    return _nearest_of_two(x, book, mx.argpartition(scores, 1, axis=-1)[..., :2])
+    """Index of the nearest codebook entry for each row of x (float32).
+
+    The matmul scores give two finalists by two argmins (not ``argpartition``, which is a full sort on
+    Metal, 32 times per frame); the direct distance then decides between them.
+    """
+    scores = half_sq_norms - matmul(x, book.T)
+    first = mx.argmin(scores, axis=-1)
+    others = mx.where(mx.arange(book.shape[0]) == first[..., None], mx.inf, scores)
+    second = mx.argmin(others, axis=-1)
+    return _nearest_of_two(x, book, mx.stack([first, second], axis=-1))
 
 
 class ResidualVQ(nn.Module):
@@ -51,7 +59,7 @@ class ResidualVQ(nn.Module):
 
     def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
         """latent: (B, F, dim) float32 -> codes (B, F, n) uint32."""
-        residual = latent @ self.input_proj.T
+        residual = matmul(latent, self.input_proj.T)
         codes = []
         for i in range(num_codebooks):
             book = self.codebooks[i]
@@ -66,7 +74,7 @@ class ResidualVQ(nn.Module):
         offsets = mx.arange(n, dtype=codes.dtype) * self.codebook_size
         flat = self.codebooks[:n].reshape(-1, self.codebooks.shape[-1])
         quantized = flat[codes + offsets].sum(axis=-2)
-        return quantized @ self.output_proj.T
+        return matmul(quantized, self.output_proj.T)
 
 
 class SplitResidualVQ(nn.Module):

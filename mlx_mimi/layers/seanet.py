@@ -146,32 +146,3 @@ class SEANetDecoder(nn.Module):
                 x = run(block, x)
         x = run(self.final_conv, elu(x))
         return x, new_state
-
-
-_second_stream = None
-
-
-def _other_stream():
-    global _second_stream
-    if _second_stream is None:
-        _second_stream = mx.new_stream(mx.default_device())
-    return _second_stream
-
-
-def run_on_two_streams(stack, x: mx.array, state: State, halo: int, align: int, ratio: float, **kw):
-    """Run a SEANet stack over x (B, T, C) as two halves that MLX can execute concurrently.
-
-    The first half runs from ``state`` on the default stream; the second starts ``halo`` input steps
-    earlier from the initial state, on a second stream. A causal conv stack's output depends only on its
-    receptive field, so once ``halo`` covers it the second half's kept outputs and final state are exactly
-    those of one pass. Why: MLX's CPU backend runs each stream on one thread; this uses both cores for the
-    elementwise-heavy SEANet (``exp`` in ELU is scalar there). ``ratio``: output steps per input step.
-    """
-    b, t, _ = x.shape
-    split = (t // 2) // align * align
-    if split < halo or t - split < align:
-        return stack(x, state, **kw)
-    with mx.stream(_other_stream()):
-        late, new_state = stack(x[:, split - halo :], stack.initial_state(b, x.dtype), **kw)
-    early, _ = stack(x[:, :split], state)
-    return mx.concatenate([early, late[:, int(halo * ratio) :]], axis=1), new_state

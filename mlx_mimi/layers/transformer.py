@@ -13,6 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..config import MimiConfig
+from .linear import Dense
 
 
 class Attention(nn.Module):
@@ -25,8 +26,8 @@ class Attention(nn.Module):
         self.rope_theta = config.rope_theta
         self.scale = self.head_dim**-0.5
         inner = self.num_heads * self.head_dim
-        self.qkv = nn.Linear(config.hidden_size, 3 * inner, bias=config.attention_bias)
-        self.out = nn.Linear(inner, config.hidden_size, bias=config.attention_bias)
+        self.qkv = Dense(config.hidden_size, 3 * inner, bias=config.attention_bias)
+        self.out = Dense(inner, config.hidden_size, bias=config.attention_bias)
 
     def __call__(
         self, x: mx.array, keys: mx.array, values: mx.array, pos: mx.array, mask: mx.array
@@ -47,8 +48,8 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: MimiConfig):
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+        self.fc1 = Dense(config.hidden_size, config.intermediate_size)
+        self.fc2 = Dense(config.intermediate_size, config.hidden_size)
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.fc2(nn.gelu(self.fc1(x)))  # exact (erf) GELU, as the reference
