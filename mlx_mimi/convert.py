@@ -8,6 +8,7 @@ config and the dtype, so the file alone is enough to load.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +16,10 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 
 from .atomic import atomic_write
-from .weights import FORMAT_NAME, FORMAT_VERSION, dtype_name, load_model
+from .corpus import same_file
+from .errors import MimiError
+from .hub import resolve
+from .weights import FORMAT_NAME, FORMAT_VERSION, dtype_name, load_resolved, parse_dtype
 
 
 def convert(
@@ -33,22 +37,34 @@ def convert(
     stay float32 in every dtype: the search runs in float32.
     """
     if not (encoder or decoder):
-        raise ValueError("keep at least one of the encoder and the decoder")
-    mimi = load_model(model, dtype=dtype, revision=revision, cache_dir=cache_dir)
-    config = mimi.config
+        raise MimiError("keep at least one of the encoder and the decoder")
+    parse_dtype(dtype)
+    out = Path(output)
+    resolved = resolve(model, revision=revision, cache_dir=cache_dir)
+    for target in (out / "model.safetensors", out / "config.json"):
+        for source in (resolved.weights, resolved.config):
+            if source is not None and same_file(target, source):
+                raise MimiError(f"converting {model} into {out} would overwrite its source {source}: choose another -o")
+    return write_converted(load_resolved(resolved, dtype=dtype), out, encoder=encoder, decoder=decoder)
+
+
+def write_converted(mimi, output: str | Path, encoder: bool = True, decoder: bool = True) -> Path:
+    """Write a loaded model in mlx-mimi's layout (model.safetensors + config.json) into the folder ``output``."""
+    config = dataclasses.replace(mimi.config)
     config.has_encoder = config.has_encoder and encoder
     config.has_decoder = config.has_decoder and decoder
-    dropped = () if encoder else ("encoder.", "encoder_transformer.", "downsample.")
-    dropped += () if decoder else ("decoder.", "decoder_transformer.", "upsample.")
+    dropped = () if config.has_encoder else ("encoder.", "encoder_transformer.", "downsample.")
+    dropped += () if config.has_decoder else ("decoder.", "decoder_transformer.", "upsample.")
     weights = {k: v for k, v in tree_flatten(mimi.parameters()) if not k.startswith(dropped or ("\0",))}
     config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True)
+    source = getattr(mimi, "source", {}) or {}
     metadata = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "dtype": dtype_name(mimi.dtype),
         "config": config_json,
-        "source_model": str(mimi.source["model_id"]),
-        "source_layout": mimi.source["layout"],
+        "source_model": str(source.get("model_id", "")),
+        "source_layout": str(source.get("layout", "")),
     }
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,19 +9,22 @@ import mlx.nn as nn
 import numpy as np
 
 from .config import MimiConfig
+from .errors import MimiError
 from .layers.conv import CausalConv1d, DepthwiseUpsample
+from .layers.linear import per_clip_matmuls
 from .layers.quantizer import SplitResidualVQ
-from .layers.seanet import SEANetDecoder, SEANetEncoder, run_on_two_streams
+from .layers.seanet import SEANetDecoder, SEANetEncoder
 from .layers.transformer import Transformer
 
 # Offline input is processed in chunks of this many frames (2.6 s): long files run in bounded memory, each
 # chunk's graph is evaluated once, and activations stay cache-sized (on the CPU backend an elementwise pass
 # is ~5x faster in cache than from memory; measured best between 16 and 64 frames).
 DEFAULT_CHUNK_FRAMES = 32
-
-
-class MimiError(ValueError):
-    """Bad input to the model: wrong shape, dtype, values or configuration."""
+# At most this many clip-frames are in flight in one offline pass: a large batch runs as several passes of
+# whole clips. Per-clip matmuls (layers.linear) make the split invisible in the results.
+MAX_FRAMES_PER_PASS = 256
+# 2-D input whose second axis is at most this long, and shorter than the first, is (samples, channels).
+MAX_CHANNELS_GUESS = 16
 
 
 def check_samples(arr: np.ndarray | mx.array) -> None:
@@ -49,10 +52,6 @@ class Mimi(nn.Module):
             self.encoder = SEANetEncoder(config)
             self.encoder_transformer = Transformer(config)
             self.downsample = CausalConv1d(d, d, 2 * stride, stride=stride, bias=False, pad_mode="replicate")
-            # The second-stream half of an offline SEANet pass starts this early (layers.seanet.run_on_two_streams):
-            # the encoder's receptive field rounded up to whole frames, so every kept output is exact.
-            field = self.encoder.receptive_field
-            self.encoder_halo = -(-field // config.frame_size) * config.frame_size
         self.quantizer = SplitResidualVQ(config)
         if config.has_decoder:
             self.upsample = DepthwiseUpsample(d, stride)
@@ -93,24 +92,21 @@ class Mimi(nn.Module):
             "seanet": self.decoder.initial_state(batch_size, self.dtype),
         }
 
+    def latent_chunk(self, pcm: mx.array, state: dict, final: bool = False) -> tuple[mx.array, dict]:
+        """pcm (B, T, 1) -> the quantizer's input latent (B, F, hidden). T is a multiple of the frame size
+        unless ``final``."""
+        x, seanet = self.encoder(pcm.astype(self.dtype), state["seanet"], final=final)
+        fresh = state["transformer"]["pos"] == 0
+        x, transformer = self.encoder_transformer(x, state["transformer"])
+        x, down = self.downsample(x, state["downsample"], fresh=fresh, final=final)
+        return x, {"seanet": seanet, "transformer": transformer, "downsample": down}
+
     def encode_chunk(
         self, pcm: mx.array, state: dict, num_codebooks: int, final: bool = False
     ) -> tuple[mx.array, dict]:
         """pcm (B, T, 1) -> codes (B, F, K) uint32. T is a multiple of the frame size unless ``final``."""
-        x, seanet = run_on_two_streams(
-            self.encoder,
-            pcm.astype(self.dtype),
-            state["seanet"],
-            self.encoder_halo,
-            self.frame_size,
-            1 / self.config.hop_length,
-            final=final,
-        )
-        fresh = state["transformer"]["pos"] == 0
-        x, transformer = self.encoder_transformer(x, state["transformer"])
-        x, down = self.downsample(x, state["downsample"], fresh=fresh, final=final)
-        codes = self.quantizer.encode(x, num_codebooks)
-        return codes, {"seanet": seanet, "transformer": transformer, "downsample": down}
+        latent, state = self.latent_chunk(pcm, state, final=final)
+        return self.quantizer.encode(latent, num_codebooks), state
 
     def decode_chunk(self, codes: mx.array, state: dict) -> tuple[mx.array, dict]:
         """codes (B, F, K) -> pcm (B, F * frame_size, 1) in the model dtype."""
@@ -123,43 +119,86 @@ class Mimi(nn.Module):
 
     # -- offline API ------------------------------------------------------------------------------------
     def encode(self, pcm: Any, num_codebooks: int | None = None, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> mx.array:
-        """Audio at 24 kHz, (T,), (B, T) or (B, 1, T) float -> codes (B, K, ceil(T / 1920)) int32."""
+        """Audio at 24 kHz, (T,), (B, T) or (B, 1, T) float -> codes (B, K, ceil(T / 1920)) int32.
+
+        Evaluated before returning. Each clip's codes are those it gets alone (see the README's determinism
+        contract): the batch runs in passes of whole clips, with per-clip matmul shapes.
+        """
         self._need("encoder")
         k = self.check_num_codebooks(num_codebooks)
         pcm = self.check_audio(pcm)
-        b, t = pcm.shape[0], pcm.shape[1]
-        step = max(1, int(chunk_frames)) * self.frame_size
-        state = self.encoder_state(b)
-        out = []
-        for start in range(0, t, step):
-            final = start + step >= t
-            codes, state = self.encode_chunk(pcm[:, start : start + step], state, k, final=final)
-            mx.eval(codes, state)
-            out.append(codes)
-        codes = mx.concatenate(out, axis=1) if len(out) > 1 else out[0]
+        chunk = self._check_chunk_frames(chunk_frames)
+
+        def run(clips: mx.array) -> mx.array:
+            return self._run_encoder(clips, chunk, lambda x, s, final: self.encode_chunk(x, s, k, final=final))
+
+        codes = self._in_passes(pcm, chunk, run)
         return codes.transpose(0, 2, 1).astype(mx.int32)
 
+    def encode_latent(self, pcm: Any, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> mx.array:
+        """The quantizer's input: (B, ceil(T / 1920), hidden) float32, the latent every code is searched from."""
+        self._need("encoder")
+        pcm = self.check_audio(pcm)
+        chunk = self._check_chunk_frames(chunk_frames)
+
+        def run(clips: mx.array) -> mx.array:
+            return self._run_encoder(clips, chunk, lambda x, s, final: self.latent_chunk(x, s, final=final))
+
+        return self._in_passes(pcm, chunk, run).astype(mx.float32)
+
+    def _run_encoder(self, pcm: mx.array, chunk: int, fn) -> mx.array:
+        """pcm (B, T, 1) through ``fn(x, state, final)`` chunk by chunk, from a fresh state."""
+        t = pcm.shape[1]
+        step = chunk * self.frame_size
+        state = self.encoder_state(pcm.shape[0])
+        out = []
+        with per_clip_matmuls():
+            for start in range(0, t, step):
+                y, state = fn(pcm[:, start : start + step], state, start + step >= t)
+                mx.eval(y, state)
+                out.append(y)
+        return mx.concatenate(out, axis=1) if len(out) > 1 else out[0]
+
     def decode(self, codes: Any, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> mx.array:
-        """Codes (B, K, F) int -> float32 audio (B, 1, F * 1920)."""
+        """Codes (B, K, F) int -> float32 audio (B, 1, F * 1920), evaluated before returning."""
         self._need("decoder")
         codes = self.check_codes(codes)  # (B, F, K)
-        b, f = codes.shape[0], codes.shape[1]
-        step = max(1, int(chunk_frames))
-        state = self.decoder_state(b)
-        out = []
-        for start in range(0, f, step):
-            pcm, state = self.decode_chunk(codes[:, start : start + step], state)
-            pcm = pcm.astype(mx.float32)
-            mx.eval(pcm, state)
-            out.append(pcm)
-        pcm = mx.concatenate(out, axis=1) if len(out) > 1 else out[0]
-        return pcm.reshape(b, 1, -1)
+        chunk = self._check_chunk_frames(chunk_frames)
+
+        def run(clips: mx.array) -> mx.array:
+            state = self.decoder_state(clips.shape[0])
+            out = []
+            with per_clip_matmuls():
+                for start in range(0, clips.shape[1], chunk):
+                    pcm, state = self.decode_chunk(clips[:, start : start + chunk], state)
+                    pcm = pcm.astype(mx.float32)
+                    mx.eval(pcm, state)
+                    out.append(pcm)
+            return mx.concatenate(out, axis=1) if len(out) > 1 else out[0]
+
+        pcm = self._in_passes(codes, chunk, run)
+        return pcm.reshape(codes.shape[0], 1, -1)
+
+    def _in_passes(self, batch: mx.array, chunk: int, run) -> mx.array:
+        """``run`` over groups of whole clips, at most MAX_FRAMES_PER_PASS clip-frames per chunk: bounded
+        memory for any batch size."""
+        group = max(1, MAX_FRAMES_PER_PASS // chunk)
+        if batch.shape[0] <= group:
+            return run(batch)
+        parts = [run(batch[i : i + group]) for i in range(0, batch.shape[0], group)]
+        return mx.concatenate(parts, axis=0)
+
+    @staticmethod
+    def _check_chunk_frames(chunk_frames: Any) -> int:
+        if isinstance(chunk_frames, bool) or not isinstance(chunk_frames, (int, np.integer)) or chunk_frames < 1:
+            raise MimiError(f"chunk_frames must be a positive int, got {chunk_frames!r}")
+        return int(chunk_frames)
 
     # -- streaming API ----------------------------------------------------------------------------------
     def stream_encoder(self, batch_size: int = 1, num_codebooks: int | None = None):
         from .streaming import StreamEncoder
 
-        return StreamEncoder(self, batch_size, self.check_num_codebooks(num_codebooks))
+        return StreamEncoder(self, batch_size, num_codebooks)
 
     def stream_decoder(self, batch_size: int = 1):
         from .streaming import StreamDecoder
@@ -195,14 +234,23 @@ class Mimi(nn.Module):
             shape = (shape[0], shape[2])
         elif len(shape) != 2:
             raise MimiError(f"audio must have shape (T,), (B, T) or (B, 1, T), got {tuple(arr.shape)}")
+        elif shape[1] <= MAX_CHANNELS_GUESS and shape[0] > shape[1]:
+            raise MimiError(
+                f"audio of shape {shape} looks like (samples, channels), as soundfile returns it; mlx-mimi takes "
+                "(T,) mono samples or (B, T) clips: pass pcm[:, 0] or pcm.mean(axis=1)"
+            )
         if shape[0] == 0 or shape[1] == 0:
             raise MimiError(f"audio is empty (shape {tuple(arr.shape)})")
         if isinstance(arr, np.ndarray):
             arr = mx.array(arr.astype(np.float32, copy=False))
         return arr.reshape(shape[0], shape[1], 1)
 
-    def check_codes(self, codes: Any, allow_empty: bool = False) -> mx.array:
-        """(B, K, F) integer codes -> (B, F, K) uint32; raises MimiError on anything else."""
+    def check_codes(self, codes: Any, allow_empty: bool = False, validate_values: bool = True) -> mx.array:
+        """(B, K, F) integer codes -> (B, F, K) uint32; raises MimiError on anything else.
+
+        ``validate_values=False`` skips the range check of MLX arrays (a host sync); the caller must then
+        check in the graph (the stream decoder does).
+        """
         arr = codes if isinstance(codes, mx.array) else np.asarray(codes)
         is_int = (
             mx.issubdtype(arr.dtype, mx.integer) if isinstance(arr, mx.array) else np.issubdtype(arr.dtype, np.integer)
@@ -224,7 +272,7 @@ class Mimi(nn.Module):
             if f and (arr.min() < 0 or arr.max() >= size):
                 raise MimiError(f"codes out of range: values must be in [0, {size}), got [{arr.min()}, {arr.max()}]")
             arr = mx.array(arr.astype(np.int64))
-        elif f:
+        elif f and validate_values:
             low, high = mx.min(arr).item(), mx.max(arr).item()
             if low < 0 or high >= size:
                 raise MimiError(f"codes out of range: values must be in [0, {size}), got [{low}, {high}]")

@@ -17,6 +17,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .config import MimiConfig
+from .errors import MimiError, WeightsError
 from .model import Mimi
 
 HF, ORIGINAL, CONVERTED = "hf", "original", "mlx-mimi"
@@ -24,9 +25,7 @@ FORMAT_NAME = "mlx-mimi"
 FORMAT_VERSION = "1"
 CODEBOOK_EPS = 1e-5  # the references' clamp(cluster_usage, min=1e-5)
 
-
-class WeightsError(ValueError):
-    """A checkpoint that does not fit the model: missing, unexpected or mis-shaped tensors."""
+__all__ = ["WeightsError", "detect_layout", "load_model", "sanitize"]
 
 
 def detect_layout(names: set[str] | list[str], metadata: dict | None = None) -> str:
@@ -248,11 +247,14 @@ _DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16
 
 
 def parse_dtype(dtype: str | mx.Dtype | None) -> mx.Dtype | None:
-    if dtype is None or isinstance(dtype, mx.Dtype):
+    """None, a name or an MLX dtype -> one of the three float dtypes the model runs in; MimiError otherwise."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, mx.Dtype) and dtype in _DTYPES.values():
         return dtype
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-    return _DTYPES[dtype]
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise MimiError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
 
 
 def dtype_name(dtype: mx.Dtype) -> str:
@@ -265,25 +267,29 @@ def load_model(
     revision: str | None = None,
     cache_dir: str | None = None,
 ) -> Mimi:
-    """Load Mimi from a hub repo id, a local folder or a .safetensors file, in any supported layout."""
-    import json
+    """Load Mimi from a hub repo id, a local folder or a .safetensors file, in any supported layout.
 
+    The config comes from the checkpoint: a converted file embeds it; a Hugging Face layout needs its
+    config.json (an error without it); Kyutai's original file never has one and is ``kyutai/mimi``'s
+    architecture (``MimiConfig()``'s defaults).
+    """
     from .hub import resolve
 
-    resolved = resolve(model, revision=revision, cache_dir=cache_dir)
+    parse_dtype(dtype)  # before any I/O: a bad argument fails at once
+    return load_resolved(resolve(model, revision=revision, cache_dir=cache_dir), dtype)
+
+
+def load_resolved(resolved, dtype: str | mx.Dtype | None = None) -> Mimi:
+    """Load the files ``hub.resolve`` found."""
+    requested = parse_dtype(dtype)
     try:
         arrays, metadata = mx.load(str(resolved.weights), return_metadata=True)
     except Exception as exc:
-        raise WeightsError(f"cannot read {resolved.weights}: {exc}") from exc
+        raise WeightsError(f"cannot read {resolved.weights}: {str(exc).splitlines()[0]}") from exc
     layout = detect_layout(list(arrays), metadata)
-    if layout == CONVERTED and "config" in metadata:
-        config = MimiConfig.from_dict(json.loads(metadata["config"]))
-    elif resolved.config is not None:
-        config = MimiConfig.from_file(resolved.config)
-    else:
-        config = MimiConfig()  # Kyutai's original file ships without a config: it is kyutai/mimi's
+    config = _config_for(layout, metadata, resolved)
     stored = parse_dtype(metadata.get("dtype")) if layout == CONVERTED else None
-    target = parse_dtype(dtype) or stored or mx.float32
+    target = requested or stored or mx.float32
     mimi = Mimi(config, dtype=target)
     if layout == CONVERTED:
         weights = arrays  # already ours: no numpy round trip
@@ -292,3 +298,26 @@ def load_model(
     load_into(mimi, weights)
     mimi.source = {"model_id": resolved.model_id, "revision": resolved.revision, "layout": layout}
     return mimi
+
+
+def _config_for(layout: str, metadata: dict, resolved) -> MimiConfig:
+    import json
+
+    from .errors import ConfigError
+
+    if layout == CONVERTED:
+        if "config" not in metadata:
+            raise WeightsError(f"{resolved.weights}: mlx-mimi file without its embedded config")
+        try:
+            data = json.loads(metadata["config"])
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{resolved.weights}: embedded config is not JSON ({exc})") from exc
+        return MimiConfig.from_dict(data)
+    if resolved.config is not None:
+        return MimiConfig.from_file(resolved.config)
+    if layout == ORIGINAL:
+        return MimiConfig()  # Kyutai's file ships without a config: it is kyutai/mimi's architecture
+    raise ConfigError(
+        f"{resolved.weights} is in the Hugging Face layout but has no config.json beside it "
+        "(download the repo's config.json too)"
+    )
