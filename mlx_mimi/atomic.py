@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,16 +13,25 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 
     The temp name keeps the target's suffix, so writers that pick a format from it (soundfile,
     ``mx.save_safetensors``) behave as for the final name. An interrupted run never leaves a truncated file.
+    The temp file is created with mode 0666 filtered by the process umask, as ``open()`` would create the
+    target (``tempfile.mkstemp`` would make every output 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".partial{path.suffix}")
-    os.close(fd)
+    while True:
+        tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            break
+        except FileExistsError:
+            continue
+    mode = os.stat(tmp).st_mode  # 0666 minus the umask, as the kernel applied it
     try:
-        write(tmp)
+        write(str(tmp))
+        os.chmod(tmp, mode)  # some writers (safetensors) recreate the file 0600
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
         raise
     return path

@@ -1,7 +1,13 @@
-"""The ``mimi`` command line: encode, decode, roundtrip, convert, stream, devices, info. No model logic here."""
+"""The ``mimi`` command line: encode, decode, roundtrip, convert, stream, devices, info. No model logic here.
+
+Every error is one line on stderr (``error: ...``) and exit code 1, usage errors included; ``--debug`` shows
+tracebacks. Outputs are written atomically; an output that is also an input is refused before any work; in
+a many-file run a bad file is reported and skipped, the others complete, and the exit code is 1.
+"""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import traceback
@@ -12,34 +18,62 @@ import click
 from . import backend
 from .hub import DEFAULT_MODEL
 
-EXPECTED_ERRORS = (ValueError, FileNotFoundError, OSError, RuntimeError)
+EXPECTED_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    if isinstance(exc, OSError) and exc.errno == 28:
+        msg = f"disk full: {msg}"
+    return msg
 
 
 class MimiGroup(click.Group):
-    """Turns expected errors into one line on stderr and exit code 1 (``--debug`` shows the traceback)."""
+    """Turns every expected error, usage errors included, into one line on stderr and exit code 1."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:  # --help, --version
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"error: {exc.format_message()}{hint}", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(1)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, KeyboardInterrupt):
             raise
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
         except EXPECTED_ERRORS as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 traceback.print_exc()
-            msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            if isinstance(exc, OSError) and exc.errno == 28:
-                msg = f"disk full: {msg}"
-            click.echo(f"error: {msg}", err=True)
+            click.echo(f"error: {_one_line(exc)}", err=True)
             sys.exit(1)
+
+
+def _finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value
 
 
 model_option = click.option(
     "--model", "-m", default=DEFAULT_MODEL, show_default=True, help="hub repo id, local folder or .safetensors file"
 )
 revision_option = click.option("--revision", default=None, help="hub revision (branch, tag or commit)")
+codebooks_option = click.option(
+    "-n", "--num-codebooks", type=click.IntRange(min=1), default=None, help="codebooks to keep (default: all)"
+)
+pcm16_option = click.option("--pcm16", is_flag=True, help="write 16-bit PCM instead of 32-bit float")
 
 
 def files_command(output_help: str):
@@ -48,7 +82,7 @@ def files_command(output_help: str):
     def wrap(fn):
         for option in reversed(
             [
-                click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False)),
+                click.argument("inputs", nargs=-1, required=True),
                 click.option("-o", "--output", type=click.Path(dir_okay=False), help=f"{output_help} for one input"),
                 click.option("--out-dir", type=click.Path(file_okay=False), help="folder for the outputs of many"),
                 click.option("--overwrite", is_flag=True, help="redo outputs that already exist"),
@@ -60,9 +94,6 @@ def files_command(output_help: str):
         return main.command()(fn)
 
     return wrap
-
-
-pcm16_option = click.option("--pcm16", is_flag=True, help="write 16-bit PCM instead of 32-bit float")
 
 
 @click.group(cls=MimiGroup)
@@ -80,138 +111,198 @@ def _load(model: str, revision: str | None = None, dtype: str | None = None):
     return load_model(model, dtype=dtype, revision=revision)
 
 
-def _outputs(inputs: tuple[str, ...], output: str | None, out_dir: str | None, suffix: str) -> list[Path]:
-    missing = [i for i in inputs if not Path(i).is_file()]
-    if missing:  # before loading any model
-        raise FileNotFoundError(
-            f"{missing[0]}: no such file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+class _Run:
+    """A many-file run: planned outputs, resume, per-file failures, and the summary at the end."""
+
+    def __init__(self, inputs, output, out_dir, extensions, suffix: str, overwrite: bool, keep, guard=None):
+        """``keep(out)``: an existing output that a re-run may skip; ``guard(out)`` raises for an existing output
+        that must never be replaced (checked before any work)."""
+        from .corpus import expand_inputs, plan_outputs
+
+        if output and out_dir:
+            raise click.UsageError("give -o/--output or --out-dir, not both")
+        items, self.failures = expand_inputs(inputs, extensions)
+        if not items:
+            more = f" (and {len(self.failures) - 1} more)" if self.failures[1:] else ""
+            raise FileNotFoundError(self.failures[0] + more)
+        for problem in self.failures:
+            click.echo(f"error: {problem}", err=True)
+        self.total = len(items) + len(self.failures)
+        outputs = plan_outputs(items, output, out_dir, suffix)  # refuses clashes before any work
+        self.todo = []
+        self.bar = None
+        skipped = 0
+        for item, out in zip(items, outputs, strict=True):
+            if out.exists() and guard is not None:
+                try:
+                    guard(out)
+                except OSError as exc:
+                    self.fail(item, exc)
+                    continue
+            if out.exists() and not overwrite and keep(out):
+                skipped += 1
+            else:
+                self.todo.append((item, out))
+        if skipped:
+            click.echo(f"skipping {skipped} file(s) whose output exists (--overwrite to redo)", err=True)
+        self.done = 0
+
+    def fail(self, item, exc: BaseException) -> None:
+        message = f"{item.path}: {_one_line(exc)}" if str(item.path) not in str(exc) else _one_line(exc)
+        self.failures.append(message)
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and (ctx.find_root().obj or {}).get("debug"):
+            traceback.print_exception(exc)
+        if self.bar is not None:
+            self.bar.write(f"error: {message}", file=sys.stderr)
+        else:
+            click.echo(f"error: {message}", err=True)
+
+    def progress(self, desc: str, unit: str = "file"):
+        from tqdm import tqdm
+
+        total = len(self.todo)
+        self.bar = tqdm(
+            total=total, desc=desc, unit=unit, file=sys.stderr, disable=total < 2 or not sys.stderr.isatty()
         )
-    if output and out_dir:
-        raise click.UsageError("give -o/--output or --out-dir, not both")
-    if output:
-        if len(inputs) != 1:
-            raise click.UsageError("-o/--output takes one input; use --out-dir for several")
-        return [Path(output)]
-    if out_dir:
-        return [Path(out_dir) / (Path(i).stem + suffix) for i in inputs]
-    return [Path(i).with_suffix(suffix) for i in inputs]
+        return self.bar
+
+    def finish(self, verb: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.failures and self.total == 1:
+            sys.exit(1)  # its one error line is already out
+        if self.failures:
+            click.echo(
+                f"error: {len(self.failures)} of {self.total} input(s) failed, {self.done} {verb}; "
+                f"first: {self.failures[0]}",
+                err=True,
+            )
+            sys.exit(1)
 
 
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=total < 2 and not sys.stderr.isatty())
-
-
-def _pending(inputs, outputs, overwrite: bool):
-    """(input, output) pairs still to do: an existing output is kept unless --overwrite (resumable runs)."""
-    todo = [(i, o) for i, o in zip(inputs, outputs, strict=True) if overwrite or not o.exists()]
-    skipped = len(inputs) - len(todo)
-    if skipped:
-        click.echo(f"skipping {skipped} file(s) whose output exists (--overwrite to redo)", err=True)
-    return todo
-
-
-def _plan(inputs, output, out_dir, suffix: str, overwrite: bool, model: str, revision: str | None):
-    """(input, output) pairs still to do, and the model, loaded only when there is work."""
-    todo = _pending(inputs, _outputs(inputs, output, out_dir, suffix), overwrite)
-    return todo, (_load(model, revision) if todo else None)
-
-
-def _encode_files(mimi, todo, num_codebooks: int, batch_size: int, desc: str, write):
-    """Read, encode (batching clips of equal length) and hand each result to ``write(inp, out, codes, n)``."""
-    import numpy as np
-
+def _groups(run: _Run, sample_rate: int, batch_size: int):
+    """Yield lists of (item, out, pcm) of equal length (at most batch_size); unreadable files are reported."""
     from .audio import read_audio
 
-    bar = _progress(len(todo), desc)
+    group: list = []
+    for item, out in run.todo:
+        try:
+            pcm = read_audio(item.path, sample_rate)
+        except (ValueError, OSError) as exc:
+            run.fail(item, exc)
+            continue
+        if group and (len(group) == batch_size or len(pcm) != len(group[0][2])):
+            yield group
+            group = []
+        group.append((item, out, pcm))
+    if group:
+        yield group
+
+
+def _encode_files(mimi, run: _Run, num_codebooks: int, batch_size: int, desc: str, write) -> None:
+    """Encode every pending input, batching clips of equal length, and ``write(item, out, codes, n)`` each."""
+    import numpy as np
+
+    bar = run.progress(desc)
     start, seconds = time.perf_counter(), 0.0
-    i = 0
-    while i < len(todo):
-        group = [(todo[i], read_audio(todo[i][0]))]
-        while len(group) < batch_size and i + len(group) < len(todo):
-            nxt = todo[i + len(group)]
-            pcm = read_audio(nxt[0])
-            if len(pcm) != len(group[0][1]):  # only equal lengths batch without changing any code
-                break
-            group.append((nxt, pcm))
-        codes = np.array(mimi.encode(np.stack([pcm for _, pcm in group]), num_codebooks=num_codebooks))
-        for row, ((inp, out), pcm) in zip(codes, group, strict=True):
-            write(inp, out, row, len(pcm))
+    for group in _groups(run, mimi.sample_rate, batch_size):
+        # Batched clips get exactly the codes they get alone (per-clip matmuls: see layers/linear.py).
+        codes = np.array(mimi.encode(np.stack([pcm for *_, pcm in group]), num_codebooks=num_codebooks))
+        for row, (item, out, pcm) in zip(codes, group, strict=True):
+            try:
+                write(item, out, row, len(pcm))
+                run.done += 1
+            except OSError as exc:
+                run.fail(item, exc)
             seconds += len(pcm) / mimi.sample_rate
-        i += len(group)
         bar.update(len(group))
         bar.set_postfix_str(f"{seconds / max(time.perf_counter() - start, 1e-9):.1f} audio-s/s")
-    bar.close()
 
 
-def _write_codes_file(mimi, out, inp, codes, n):
-    from .codes import CodesFile, save_codes
+def _is_codes_file(path: Path) -> bool:
+    from .codes import load_codes
 
-    src = mimi.source
-    save_codes(
-        out,
-        CodesFile(
-            codes,
-            num_samples=n,
-            sample_rate=mimi.sample_rate,
-            frame_rate=mimi.frame_rate,
-            model=str(src["model_id"]),
-            revision=str(src["revision"] or ""),
-            source=Path(inp).name,
-        ),
-        mimi.config.codebook_size,
-    )
+    try:
+        load_codes(path, codebook_size=1 << 31)
+        return True
+    except ValueError:
+        return False
+
+
+def _refuse_foreign(out: Path) -> None:
+    """Never replace a .safetensors that is not a codes file (a model, say), even with --overwrite."""
+    if out.exists() and not _is_codes_file(out):
+        raise FileExistsError(f"{out} exists and is not a Mimi codes file: not replacing it (choose another -o)")
 
 
 @files_command("codes file (.safetensors)")
-@click.option("-n", "--num-codebooks", type=int, default=None, help="1..32 (default: all)")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="clips of equal length per batch")
+@codebooks_option
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="clips per batch")
 def encode(inputs, output, out_dir, num_codebooks, batch_size, overwrite, model, revision):
-    """Audio files (any format, rate, channels) -> codes files."""
-    todo, mimi = _plan(inputs, output, out_dir, ".safetensors", overwrite, model, revision)
-    if not todo:
-        return
-    k = mimi.check_num_codebooks(num_codebooks)
-    _encode_files(
-        mimi,
-        todo,
-        k,
-        max(1, batch_size),
-        "encode",
-        lambda inp, out, codes, n: _write_codes_file(mimi, out, inp, codes, n),
-    )
+    """Audio files or folders (any format, rate, channels) -> codes files."""
+    from .codes import codes_file, save_codes
+    from .corpus import AUDIO_EXTENSIONS
+
+    run = _Run(inputs, output, out_dir, AUDIO_EXTENSIONS, ".safetensors", overwrite, _is_codes_file, _refuse_foreign)
+    if run.todo:
+        mimi = _load(model, revision)
+        k = mimi.check_num_codebooks(num_codebooks)
+
+        def write(item, out, codes, n):
+            save_codes(out, codes_file(mimi, codes, n, item.path.name))
+
+        _encode_files(mimi, run, k, batch_size, "encode", write)
+    run.finish("encoded")
 
 
 @files_command("wav file")
-@click.option("--length", type=int, default=None, help="samples to keep (for .npy codes, which carry none)")
+@click.option("--length", type=click.IntRange(min=1), default=None, help="samples to keep (.npy codes carry none)")
 @pcm16_option
 def decode(inputs, output, out_dir, length, pcm16, overwrite, model, revision):
-    """Codes files (.safetensors, or .npy of shape (K, F)) -> 24 kHz wav, trimmed to the original length."""
-    from .codes import load_codes
+    """Codes files (.safetensors, or .npy of shape (K, F)) -> 24 kHz wav, trimmed to the original length.
 
-    todo, mimi = _plan(inputs, output, out_dir, ".wav", overwrite, model, revision)
-    if not todo:
-        return
-    bar = _progress(len(todo), "decode")
-    for inp, out in todo:
-        codes = load_codes(inp, num_samples=length, codebook_size=mimi.config.codebook_size)
-        _write_decoded(mimi, out, codes.codes, codes.num_samples, pcm16)
-        bar.update(1)
-    bar.close()
+    Without -o/--out-dir, x.safetensors is decoded to x.mimi.wav (never over the original x.wav).
+    """
+    from .codes import load_codes
+    from .corpus import CODES_EXTENSIONS
+
+    run = _Run(inputs, output, out_dir, CODES_EXTENSIONS, ".mimi.wav", overwrite, lambda out: True)
+    if run.todo:
+        mimi = _load(model, revision)
+        bar = run.progress("decode")
+        for item, out in run.todo:
+            try:
+                codes = load_codes(item.path, num_samples=length, codebook_size=mimi.config.codebook_size)
+                if codes.sample_rate != mimi.sample_rate or codes.frame_size != mimi.frame_size:
+                    raise ValueError(
+                        f"{item.path}: codes at {codes.sample_rate} Hz / {codes.frame_rate} Hz frames do not fit "
+                        f"this model ({mimi.sample_rate} Hz, {mimi.frame_rate} Hz)"
+                    )
+                _write_decoded(mimi, out, codes.codes, codes.num_samples, pcm16)
+                run.done += 1
+            except (ValueError, OSError) as exc:
+                run.fail(item, exc)
+            bar.update(1)
+    run.finish("decoded")
 
 
 @files_command("wav file")
-@click.option("-n", "--num-codebooks", type=int, default=None, help="1..32 (default: all)")
+@codebooks_option
 @pcm16_option
 def roundtrip(inputs, output, out_dir, num_codebooks, pcm16, overwrite, model, revision):
-    """Audio -> codes -> audio: hear what Mimi keeps at a given number of codebooks."""
-    todo, mimi = _plan(inputs, output, out_dir, ".mimi.wav", overwrite, model, revision)
-    if not todo:
-        return
-    k = mimi.check_num_codebooks(num_codebooks)
+    """Audio -> codes -> audio (x.wav -> x.mimi.wav): hear what Mimi keeps at a given number of codebooks."""
+    from .corpus import AUDIO_EXTENSIONS
 
-    _encode_files(mimi, todo, k, 8, "roundtrip", lambda inp, out, codes, n: _write_decoded(mimi, out, codes, n, pcm16))
+    run = _Run(inputs, output, out_dir, AUDIO_EXTENSIONS, ".mimi.wav", overwrite, lambda out: True)
+    if run.todo:
+        mimi = _load(model, revision)
+        k = mimi.check_num_codebooks(num_codebooks)
+        _encode_files(
+            mimi, run, k, 8, "roundtrip", lambda item, out, codes, n: _write_decoded(mimi, out, codes, n, pcm16)
+        )
+    run.finish("written")
 
 
 def _write_decoded(mimi, out, codes, num_samples: int | None, pcm16: bool) -> None:
@@ -246,65 +337,47 @@ def convert(model, output, dtype, encoder_only, decoder_only, revision):
 @click.option("--input", "input_file", type=click.Path(dir_okay=False), help="a file instead of the microphone")
 @click.option("--as-fast-as-possible", is_flag=True, help="with --input: no real-time pacing")
 @click.option("--playback", is_flag=True, help="decode and play the reconstruction live")
-@click.option("--duration", type=float, default=None, help="stop after this many seconds")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    callback=_finite,
+    default=None,
+    help="stop after this many seconds",
+)
 @click.option("--device", default=None, help="input device (name or index, see `mimi devices`)")
-@click.option("-n", "--num-codebooks", type=int, default=None, help="1..32 (default: 8, as Moshi)")
+@click.option("-n", "--num-codebooks", type=click.IntRange(min=1), default=None, help="default: 8, as Moshi")
 @click.option("--save-audio", type=click.Path(dir_okay=False), help="also write the 24 kHz audio that was encoded")
 @click.option("--quiet", is_flag=True, help="no status line")
 @model_option
 @revision_option
-def stream(
-    output,
-    input_file,
-    as_fast_as_possible,
-    playback,
-    duration,
-    device,
-    num_codebooks,
-    save_audio,
-    quiet,
-    model,
-    revision,
-):
+def stream(output, input_file, as_fast_as_possible, playback, duration, device, num_codebooks, save_audio, quiet, **kw):
     """Encode the microphone (or a file at real-time pace) live; Ctrl-C stops and finalises the file."""
     from . import mic
+    from .corpus import same_file
 
     device = int(device) if device is not None and device.isdigit() else device
+    for out in (output, save_audio):
+        if out and input_file and same_file(Path(out), Path(input_file)):
+            raise click.UsageError(f"output {out} is also the input: refusing to overwrite it")
+    if output and save_audio and same_file(Path(output), Path(save_audio)):
+        raise click.UsageError("-o and --save-audio name the same file")
+    if output and Path(output).exists() and not _is_codes_file(Path(output)):
+        raise FileExistsError(f"{output} exists and is not a Mimi codes file: not replacing it")
     if input_file is None:
         mic.input_device(device)  # fail before loading the model when there is no microphone
-    mimi = _load(model, revision)
+    mimi = _load(kw["model"], kw["revision"])
     k = mimi.check_num_codebooks(8 if num_codebooks is None else num_codebooks)
-    status = mic.LiveStatus()
-    if input_file is not None:
-        chunks = mic.file_chunks(input_file, realtime=not as_fast_as_possible)
-        if duration is not None:
-            chunks = _limit(chunks, duration)
-        source = Path(input_file).name
-    else:
-        chunks = mic.mic_chunks(device, duration, status)
-        source = "microphone"
-    codes = mic.run_live(
+    result = mic.run_live(
         mimi,
-        chunks,
-        status,
+        mic.LiveSource(input_file, device, duration, realtime=not as_fast_as_possible),
         Path(output) if output else None,
         k,
         playback=playback,
-        source=source,
         quiet=quiet,
         save_audio=Path(save_audio) if save_audio else None,
     )
     if output:
-        click.echo(f"wrote {codes.shape[-1]} frames x {k} codebooks to {output}", err=True)
-
-
-def _limit(chunks, seconds: float):
-    left = int(seconds * 24_000)
-    for chunk in chunks:
-        if left <= 0:
-            return
-        yield chunk[:left]
-        left -= len(chunk)
+        click.echo(f"wrote {result.frames} frames x {k} codebooks ({result.seconds:.2f} s) to {output}", err=True)
 
 
 @main.command()
@@ -320,7 +393,9 @@ def devices():
 @revision_option
 def info(model, revision):
     """Backend and BLAS in use; with MODEL, its architecture, codebooks and dtype."""
-    click.echo(f"mlx-mimi {__import__('mlx_mimi').__version__}")
+    import mlx_mimi  # noqa: F401  (the BLAS report needs mlx.core loaded)
+
+    click.echo(f"mlx-mimi {mlx_mimi.__version__}")
     click.echo(f"backend: {backend.device_report()}")
     click.echo(f"BLAS: {backend.blas_report()}")
     if model is None:

@@ -2,8 +2,9 @@
 
 Layout (readable by any safetensors reader): tensor ``codes`` of shape (K, F), dtype uint16 (2048 < 2^16);
 string metadata ``format`` = "mimi-codes", ``format_version`` = "1", ``sample_rate``, ``frame_rate``,
-``num_codebooks``, ``num_samples`` (original length at sample_rate; decode trims to it), ``model``,
-``revision``, ``source``. Raw ``.npy`` arrays of (K, F) codes are accepted too (length given separately).
+``codebook_size``, ``num_codebooks``, ``num_frames``, ``num_samples`` (original length at sample_rate;
+decode trims to it), ``model``, ``revision``, ``source``. Raw ``.npy`` arrays of (K, F) codes are accepted
+too (length given separately).
 """
 
 from __future__ import annotations
@@ -14,13 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
+from .errors import CodesFileError
 
 FORMAT = "mimi-codes"
 VERSION = "1"
-
-
-class CodesFileError(ValueError):
-    """A codes file that is unreadable, from another format, or holds invalid codes."""
 
 
 @dataclass
@@ -32,7 +30,12 @@ class CodesFile:
     model: str = ""
     revision: str = ""
     source: str = ""
+    codebook_size: int = 2048
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def frame_size(self) -> int:
+        return int(round(self.sample_rate / self.frame_rate))
 
     @property
     def num_codebooks(self) -> int:
@@ -44,6 +47,7 @@ class CodesFile:
             "format_version": VERSION,
             "sample_rate": str(self.sample_rate),
             "frame_rate": str(self.frame_rate),
+            "codebook_size": str(self.codebook_size),
             "num_codebooks": str(self.num_codebooks),
             "num_frames": str(int(self.codes.shape[1])),
             "model": self.model,
@@ -56,14 +60,29 @@ class CodesFile:
         return meta
 
 
+def codes_file(model, codes: np.ndarray, num_samples: int | None, source: str) -> CodesFile:
+    """A CodesFile for (K, F) codes made by ``model`` (a Mimi): its rates, codebook size, id and revision."""
+    src = getattr(model, "source", {}) or {}
+    return CodesFile(
+        np.asarray(codes),
+        num_samples=num_samples,
+        sample_rate=model.sample_rate,
+        frame_rate=model.frame_rate,
+        model=str(src.get("model_id") or ""),
+        revision=str(src.get("revision") or ""),
+        source=source,
+        codebook_size=model.config.codebook_size,
+    )
+
+
 def smallest_dtype(codebook_size: int) -> np.dtype:
     return np.dtype(np.uint8 if codebook_size <= 256 else np.uint16 if codebook_size <= 65536 else np.uint32)
 
 
-def save_codes(path: str | Path, codes: CodesFile, codebook_size: int = 2048) -> Path:
+def save_codes(path: str | Path, codes: CodesFile) -> Path:
     from safetensors.numpy import save_file
 
-    arr = np.ascontiguousarray(codes.codes.astype(smallest_dtype(codebook_size)))
+    arr = np.ascontiguousarray(codes.codes.astype(smallest_dtype(codes.codebook_size)))
     meta = codes.metadata()
     return atomic_write(path, lambda tmp: save_file({"codes": arr}, tmp, metadata=meta))
 
@@ -98,19 +117,50 @@ def load_codes(path: str | Path, num_samples: int | None = None, codebook_size: 
             raise CodesFileError(f"{path}: format {meta.get('format')!r} is not {FORMAT!r}")
         if meta.get("format_version") != VERSION:
             raise CodesFileError(f"{path}: {FORMAT} version {meta.get('format_version')!r} is not supported")
-        samples = num_samples if num_samples is not None else meta.get("num_samples")
         out = CodesFile(
             arr,
-            num_samples=int(samples) if samples not in (None, "") else None,
-            sample_rate=int(meta.get("sample_rate", 24000)),
-            frame_rate=float(meta.get("frame_rate", 12.5)),
+            num_samples=_meta_number(path, meta, "num_samples", int, None),
+            sample_rate=_meta_number(path, meta, "sample_rate", int, 24_000),
+            frame_rate=_meta_number(path, meta, "frame_rate", float, 12.5),
             model=meta.get("model", ""),
             revision=meta.get("revision", ""),
             source=meta.get("source", ""),
+            codebook_size=_meta_number(path, meta, "codebook_size", int, codebook_size),
         )
+        for key, actual in (("num_codebooks", arr.shape[0] if arr.ndim else None), ("num_frames", arr.shape[-1])):
+            if key in meta and _meta_number(path, meta, key, int, None) != actual:
+                raise CodesFileError(f"{path}: metadata {key}={meta[key]} does not match the codes' shape {arr.shape}")
+        if out.num_samples is not None and arr.ndim == 2:
+            frames, size = arr.shape[1], out.frame_size
+            if not (frames - 1) * size < out.num_samples <= frames * size:
+                raise CodesFileError(
+                    f"{path}: metadata num_samples={out.num_samples} does not fit {frames} frames of {size} samples"
+                )
+        if num_samples is not None:
+            out.num_samples = num_samples
     arr = out.codes
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise CodesFileError(f"{path}: codes must be a (K, F) integer array, got {arr.dtype} {arr.shape}")
+    if arr.shape[1] == 0:
+        raise CodesFileError(f"{path}: the file holds no frames")
     if arr.size and (arr.min() < 0 or arr.max() >= codebook_size):
         raise CodesFileError(f"{path}: codes out of range [0, {codebook_size}): found {arr.min()}..{arr.max()}")
+    if out.num_samples is not None and not 1 <= out.num_samples <= arr.shape[1] * out.frame_size:
+        raise CodesFileError(
+            f"{path}: length {out.num_samples} is outside 1..{arr.shape[1] * out.frame_size}, the samples "
+            f"{arr.shape[1]} frames decode to"
+        )
     return out
+
+
+def _meta_number(path: Path, meta: dict, key: str, kind: type, default):
+    """A numeric metadata value, parsed strictly: a malformed or non-positive one is a CodesFileError."""
+    if meta.get(key) in (None, ""):
+        return default
+    try:
+        value = kind(meta[key])
+    except ValueError:
+        raise CodesFileError(f"{path}: metadata {key}={meta[key]!r} is not a number") from None
+    if not np.isfinite(value) or value <= 0:
+        raise CodesFileError(f"{path}: metadata {key}={meta[key]!r} must be positive")
+    return value
