@@ -2,6 +2,8 @@
 
 Reference-based tests skip with a reason where torch/transformers/moshi are missing (a Mac user's plain
 pytest) but fail in CI (CI=true), where .ci/run installs them: a CI run that skips them proves nothing.
+Everything else runs without torch: the ``model`` fixture then uses weights built by random_model.py.
+``MLX_MIMI_TEST_WITHOUT_TORCH=1`` simulates that machine here.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# mlx_mimi before anything imports mlx.core: it preloads OpenBLAS on Linux (see mlx_mimi/backend.py);
-# a test module importing mlx.core first would leave every matmul on the 60x slower reference BLAS.
+# mlx_mimi before anything imports mlx.core: it preloads OpenBLAS on Linux (see mlx_mimi/backend.py).
 import mlx_mimi  # noqa: F401, I001
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -27,10 +28,16 @@ import reference  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+WITHOUT_TORCH = os.environ.get("MLX_MIMI_TEST_WITHOUT_TORCH") == "1"
+_TORCH_FAMILY = {"torch", "transformers", "moshi", "vector_quantize_pytorch"}
+
+
+def have(*modules: str) -> bool:
+    return all(not (WITHOUT_TORCH and m in _TORCH_FAMILY) and importlib.util.find_spec(m) is not None for m in modules)
 
 
 def require(*modules: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if not have(m)]
     if missing:
         reason = f"reference package(s) not installed: {', '.join(missing)} (pip install -e '.[dev]', see .ci/run)"
         if IN_CI:
@@ -50,6 +57,13 @@ def speech_long() -> np.ndarray:
     """44 s of espeak-ng speech at 24 kHz (longer than the 10 s attention window)."""
     require_espeak()
     return reference.speech(44.0, seed=1)
+
+
+@pytest.fixture(scope="session")
+def speech_minute() -> np.ndarray:
+    """60 s of other espeak-ng speech: the length the determinism contract's rates are stated on."""
+    require_espeak()
+    return reference.speech(60.0, seed=5)
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +88,23 @@ def original_folder(tmp_path_factory, hf_reference) -> Path:
 
 
 @pytest.fixture(scope="session")
-def model(hf_reference):
+def model_folder(request, tmp_path_factory, speech_long) -> Path:
+    """A model folder for the tests that need no reference: transformers-built where torch is installed
+    (always in CI), else built by random_model.py."""
+    if have("torch", "transformers") or IN_CI:
+        return request.getfixturevalue("hf_reference")[1]
+    from random_model import random_model
 
-    return mlx_mimi.load(hf_reference[1])
+    return random_model(speech_long, tmp_path_factory.mktemp("random_mimi"))
+
+
+@pytest.fixture(scope="session")
+def model(model_folder):
+    return mlx_mimi.load(model_folder)
+
+
+@pytest.fixture(scope="session")
+def converted_folder(tmp_path_factory, model_folder) -> Path:
+    from mlx_mimi.convert import convert
+
+    return convert(model_folder, tmp_path_factory.mktemp("converted"))

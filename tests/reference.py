@@ -185,69 +185,15 @@ def moshi_model(path: Path, num_codebooks: int = 32):
     return model.eval()
 
 
-def codebook_distance_gap(latent_proj: np.ndarray, book: np.ndarray, ours: int, theirs: int) -> float:
-    """|x - e_ours| - |x - e_theirs| in float64: how far from a tie two choices are."""
-    x = latent_proj.astype(np.float64)
-    return float(np.linalg.norm(x - book[ours]) - np.linalg.norm(x - book[theirs]))
+def hf_chains(hf_model):
+    """The residual chains of a transformers MimiModel's quantizer, for mlx_mimi.compare.agreement (float64)."""
+    from mlx_mimi.compare import Chain
 
-
-# -- comparing codes with a reference ----------------------------------------------------------------------
-# Two implementations that differ only by float32 rounding may pick different centroids where two are
-# (nearly) equidistant. A differing code is accepted as a near-tie when its distance gap to the reference's
-# choice is below this fraction of the residual's norm (float32 latents agree to ~1e-6 relative).
-NEAR_TIE_RELATIVE = 1e-4
-
-
-def hf_codebooks(hf_model):
-    """[(input_proj (256, 512), [codebook (2048, 256)]) for the semantic then acoustic path], float64."""
-    out = []
     q = hf_model.quantizer
+    chains, first = [], 0
     for rvq in (q.semantic_residual_vector_quantizer, q.acoustic_residual_vector_quantizer):
         proj = rvq.input_proj.weight.detach().double().numpy()[..., 0]
         books = [layer.codebook.embed.detach().double().numpy() for layer in rvq.layers]
-        out.append((proj, books))
-    return out
-
-
-def compare_codes(ours: np.ndarray, ref: np.ndarray, latents: np.ndarray, paths) -> dict:
-    """Identical-code rates, and the near-tie check of every first differing code in a residual chain.
-
-    ours/ref: (B, K, F); latents: (B, F, 512) from the reference. A code after a differing one in the same
-    frame and path is downstream of it (a different residual), so only the first difference is judged.
-    """
-    assert ours.shape == ref.shape, (ours.shape, ref.shape)
-    b, k, f = ref.shape
-    n_sem = len(paths[0][1])
-    worst_gap, first_diffs, not_ties = 0.0, 0, []
-    for bi in range(b):
-        for fi in range(f):
-            for (proj, books), start in ((paths[0], 0), (paths[1], n_sem)):
-                stop = min(k, start + len(books))
-                if start >= stop:
-                    continue
-                residual = proj @ latents[bi, fi].astype(np.float64)
-                for j in range(start, stop):
-                    book = books[j - start]
-                    mine, theirs = int(ours[bi, j, fi]), int(ref[bi, j, fi])
-                    if mine != theirs:
-                        gap = abs(np.linalg.norm(residual - book[mine]) - np.linalg.norm(residual - book[theirs]))
-                        rel = gap / max(np.linalg.norm(residual), 1e-12)
-                        worst_gap = max(worst_gap, rel)
-                        first_diffs += 1
-                        if rel > NEAR_TIE_RELATIVE:
-                            not_ties.append((bi, j, fi, rel))
-                        break
-                    residual = residual - book[theirs]
-    same = ours == ref
-    groups = {"semantic (1)": same[:, :n_sem]}
-    if k > n_sem:
-        groups["acoustic 2-8"] = same[:, n_sem:8]
-    if k > 8:
-        groups["acoustic 9-32"] = same[:, 8:]
-    return {
-        "identical": float(same.mean()),
-        "groups": {name: float(g.mean()) for name, g in groups.items() if g.size},
-        "first_differences": first_diffs,
-        "worst_relative_gap": worst_gap,
-        "not_near_ties": not_ties,
-    }
+        chains.append(Chain(first, proj, books))
+        first += len(books)
+    return chains

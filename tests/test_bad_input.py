@@ -16,6 +16,8 @@ FRAME = 1920
     [
         (np.zeros((1, 2, FRAME), np.float32), "not mono"),
         (np.zeros((1, 1, 1, FRAME), np.float32), r"shape \(T,\), \(B, T\) or \(B, 1, T\)"),
+        (np.zeros((5000, 1), np.float32), r"looks like \(samples, channels\)"),  # soundfile's always_2d shape
+        (np.zeros((48000, 2), np.float32), r"pcm.mean\(axis=1\)"),
         (np.zeros(FRAME, np.int16), "floating point"),
         (mx.zeros((FRAME,), dtype=mx.int32), "floating point"),
         (np.zeros(0, np.float32), "empty"),
@@ -54,7 +56,29 @@ def test_bad_codes(model, codes, message):
 
 
 def test_errors_are_value_errors():
+    import mlx_mimi
+
     assert issubclass(MimiError, ValueError)
+    for name in ("AudioError", "CodesFileError", "ConfigError", "DeviceError", "ModelNotFoundError", "WeightsError"):
+        assert issubclass(getattr(mlx_mimi, name), MimiError), name
+
+
+@pytest.mark.parametrize("chunk", [0, -3, 2.5, True, "8"])
+def test_bad_chunk_frames(model, chunk):
+    with pytest.raises(MimiError, match="chunk_frames"):
+        model.encode(np.zeros(FRAME, np.float32), chunk_frames=chunk)
+    with pytest.raises(MimiError, match="chunk_frames"):
+        model.decode(np.zeros((1, 8, 2), np.int64), chunk_frames=chunk)
+
+
+def test_many_clips_run_in_bounded_passes(model):
+    """A batch far larger than one pass (MAX_FRAMES_PER_PASS) is split into passes of whole clips."""
+    from mlx_mimi.model import MAX_FRAMES_PER_PASS
+
+    pcm = np.random.default_rng(0).standard_normal((MAX_FRAMES_PER_PASS // 32 * 3 + 1, FRAME)).astype(np.float32)
+    codes = np.array(model.encode(pcm * 0.1, num_codebooks=4))
+    assert codes.shape == (pcm.shape[0], 4, 1)
+    np.testing.assert_array_equal(codes[-1:], np.array(model.encode(pcm[-1] * 0.1, num_codebooks=4)))
 
 
 def test_silence_and_tiny_inputs_are_fine(model):

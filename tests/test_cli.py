@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 from conftest import IN_CI
+from contract import assert_contract
 
 import mlx_mimi
 from mlx_mimi.cli import main
@@ -22,10 +23,8 @@ FRAME = 1920
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, hf_reference):
-    from mlx_mimi.convert import convert
-
-    return convert(hf_reference[1], tmp_path_factory.mktemp("cli_model"))
+def model_dir(converted_folder):
+    return converted_folder
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,7 @@ def test_encode_decode_roundtrip(model_dir, clips, tmp_path, model):
     assert codes.codes.dtype == np.uint16 and codes.codes.shape == (8, -(-(3 * 24_000 + 123) // FRAME))
     assert codes.num_samples == 3 * 24_000 + 123 and codes.source == "a.wav" and codes.sample_rate == 24_000
     pcm = sf.read(clips / "a.wav", dtype="float32")[0]
-    np.testing.assert_array_equal(codes.codes, np.array(model.encode(pcm, num_codebooks=8))[0])
+    assert_contract(model, pcm, codes.codes[None], np.array(model.encode(pcm, num_codebooks=8)), "mimi encode")
     wav = tmp_path / "a_rt.wav"
     run("decode", codes_path, "-o", wav, "--model", model_dir)
     audio, rate = sf.read(wav, dtype="float32")
@@ -78,7 +77,8 @@ def test_many_files_formats_rates_and_resume(model_dir, clips, tmp_path, model):
 
     for name in ("b", "c", "d"):
         pcm = read_audio(clips / inputs[["a", "b", "c", "d"].index(name)].name)
-        np.testing.assert_array_equal(load_codes(out / f"{name}.safetensors").codes, np.array(model.encode(pcm))[0])
+        codes = load_codes(out / f"{name}.safetensors").codes[None]
+        assert_contract(model, pcm, codes, np.array(model.encode(pcm)), f"mimi encode {name} (batched)")
     assert read_audio(clips / "b.flac").shape[0] == 3 * 24_000  # 48 kHz stereo -> 24 kHz mono
     # resume: existing outputs are skipped, not rewritten
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -92,12 +92,12 @@ def test_many_files_formats_rates_and_resume(model_dir, clips, tmp_path, model):
     assert not [p for p in out.iterdir() if ".partial" in p.name]
 
 
-def test_npy_codes_and_convert(model_dir, tmp_path, model, hf_reference):
+def test_npy_codes_and_convert(model_dir, tmp_path, model, model_folder):
     codes = np.random.default_rng(0).integers(0, 2048, (8, 10))
     np.save(tmp_path / "c.npy", codes)
     run("decode", tmp_path / "c.npy", "-o", tmp_path / "c.wav", "--length", 5000, "--model", model_dir)
     assert sf.info(tmp_path / "c.wav").frames == 5000
-    run("convert", hf_reference[1], "-o", tmp_path / "bf16", "--dtype", "bfloat16", "--encoder-only")
+    run("convert", model_folder, "-o", tmp_path / "bf16", "--dtype", "bfloat16", "--encoder-only")
     info = run("info", tmp_path / "bf16").output
     assert "bfloat16" in info and "halves: encoder" in info and "decoder" not in info.split("halves:")[1]
     assert "BLAS:" in run("info").output
@@ -113,7 +113,7 @@ def test_npy_codes_and_convert(model_dir, tmp_path, model, hf_reference):
         (["decode", "{tmp}/other.safetensors", "-o", "{tmp}/x.wav"], "is not 'mimi-codes'"),
         (["decode", "{tmp}/range.safetensors", "-o", "{tmp}/x.wav"], "out of range"),
         (["decode", "{tmp}/notaudio.wav", "-o", "{tmp}/x.wav"], "not a readable codes file"),
-        (["encode", "{clips}/a.wav", "-o", "{tmp}/x.safetensors", "--model", "{tmp}/nomodel"], "neither a local"),
+        (["encode", "{clips}/a.wav", "-o", "{tmp}/x.safetensors", "--model", "{tmp}/nomodel"], "no such file"),
     ],
 )
 def test_bad_inputs(model_dir, clips, tmp_path, args, message):
@@ -122,7 +122,7 @@ def test_bad_inputs(model_dir, clips, tmp_path, args, message):
     from safetensors.numpy import save_file
 
     save_file({"codes": np.zeros((8, 3), np.uint16)}, str(tmp_path / "other.safetensors"), metadata={"format": "x"})
-    save_codes(tmp_path / "range.safetensors", CodesFile(np.full((8, 3), 3000, np.int64)), codebook_size=4096)
+    save_codes(tmp_path / "range.safetensors", CodesFile(np.full((8, 3), 3000, np.int64), codebook_size=4096))
     args = [a.format(clips=clips, tmp=tmp_path) for a in args]
     if "--model" not in args:
         args += ["--model", str(model_dir)]
@@ -155,8 +155,11 @@ def test_stream_input_equals_encode(model_dir, clips, tmp_path):
     )
     assert "frames" in r.output and "RTF" in r.output
     live, off = load_codes(tmp_path / "live.safetensors"), load_codes(tmp_path / "off.safetensors")
-    np.testing.assert_array_equal(live.codes, off.codes)
-    assert live.num_samples == off.num_samples
+    from mlx_mimi.audio import read_audio
+
+    pcm = read_audio(clips / "b.flac")
+    assert_contract(mlx_mimi.load(model_dir), pcm, live.codes[None], off.codes[None], "stream --input vs encode")
+    assert live.metadata() == off.metadata() | {"source": "b.flac"}  # same rates, revision, codebook size ...
 
 
 def test_subprocess_roundtrip(model_dir, clips, tmp_path):
@@ -225,21 +228,34 @@ def test_microphone_through_a_real_device(model_dir, speech_long, tmp_path):
         text=True,
         env=env,
     )
-    time.sleep(3.0)  # model loaded and stream open
+    # wait until the stream says it is listening (model loaded, step compiled, device open): not a fixed sleep
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if line.startswith("listening") or not line:
+            break
+    assert lines[-1].startswith("listening"), "".join(lines)
     subprocess.run(["paplay", "--device=mimi_sink", str(played)], check=True, timeout=30)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, "".join(lines) + err
     heard = sf.read(heard_path, dtype="float32")[0]
     assert len(heard) > 6 * 24_000
-    corr = np.correlate(heard, speech, mode="valid") if len(heard) >= len(speech) else np.zeros(1)
-    lag = int(np.argmax(np.abs(corr)))
-    segment = heard[lag : lag + len(speech)]
-    rho = float(np.dot(segment, speech) / (np.linalg.norm(segment) * np.linalg.norm(speech) + 1e-12))
+    # align: the capture may start a few ms into the speech (negative lag) or before it
+    corr = np.correlate(heard, speech, mode="full")
+    lag = int(np.argmax(np.abs(corr))) - (len(speech) - 1)
+    segment = heard[max(lag, 0) : lag + len(speech)]
+    played_part = speech[max(-lag, 0) : max(-lag, 0) + len(segment)]
+    assert len(segment) > 0.9 * len(speech), (lag, len(segment))
+    rho = float(np.dot(segment, played_part) / (np.linalg.norm(segment) * np.linalg.norm(played_part) + 1e-12))
     print(f"device capture: lag {lag / 24_000:.3f} s, correlation with the played speech {rho:.4f}")
     assert rho > 0.95
     live = load_codes(codes_path)
+    assert live.num_samples == len(heard)
     model = mlx_mimi.load(model_dir)
-    np.testing.assert_array_equal(live.codes, np.array(model.encode(heard, num_codebooks=8))[0])
+    offline = np.array(model.encode(heard, num_codebooks=8))
+    assert_contract(model, heard, live.codes[None], offline, "live microphone codes vs offline encode of what it heard")
 
 
 def test_devices_and_playback(model_dir, clips, tmp_path):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import mlx_mimi
+from mlx_mimi import ConfigError, MimiError, ModelNotFoundError
 from mlx_mimi.convert import convert
-from mlx_mimi.hub import ModelNotFoundError, resolve
 from mlx_mimi.weights import WeightsError, detect_layout
 
 FRAME = 1920
@@ -22,8 +22,8 @@ def snr_db(ref: np.ndarray, x: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory, hf_reference):
-    return convert(hf_reference[1], tmp_path_factory.mktemp("converted"))
+def converted(converted_folder):
+    return converted_folder
 
 
 def test_layouts_are_detected(hf_reference, original_folder, converted):
@@ -158,43 +158,45 @@ def test_unreadable_files(tmp_path):
         mlx_mimi.load(tmp_path / "nowhere" / "x.safetensors")
 
 
-# -- the hub path, without a network ------------------------------------------------------------------------
-def _fake_cache(cache, repo, files, revision="0123456789abcdef0123456789abcdef01234567"):
-    """The folder layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/...}."""
-    root = cache / ("models--" + repo.replace("/", "--"))
-    snap = root / "snapshots" / revision
-    snap.mkdir(parents=True)
-    (root / "refs").mkdir()
-    (root / "refs" / "main").write_text(revision)
-    for name, src in files.items():
-        (snap / name).write_bytes(src.read_bytes())
-    return revision
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("upsampling_ratios", "abc", "'upsampling_ratios' has the wrong type"),
+        ("upsampling_ratios", [0, 6, 5, 4], "'upsampling_ratios' must be positive"),
+        ("hidden_size", "512", "'hidden_size' has the wrong type"),
+        ("num_quantizers", 1.5, "'num_quantizers' has the wrong type"),
+        ("sliding_window", 0, "'sliding_window' must be >= 1"),
+        ("num_attention_heads", 7, "not divisible"),
+    ],
+)
+def test_malformed_config_is_one_clear_error(model_folder, tmp_path, field, value, message):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "model.safetensors").symlink_to((model_folder / "model.safetensors").resolve())
+    config = json.loads((model_folder / "config.json").read_text())
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=message) as info:
+        mlx_mimi.load(folder)
+    assert "config.json" in str(info.value) and "\n" not in str(info.value)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable JSON config"):
+        mlx_mimi.load(folder)
 
 
-def test_hub_id_offline_from_cache(hf_reference, original_folder, tmp_path, monkeypatch, model, speech_long):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cache = tmp_path / "hub"
-    src = hf_reference[1]
-    _fake_cache(
-        cache, "kyutai/mimi", {"model.safetensors": src / "model.safetensors", "config.json": src / "config.json"}
-    )
-    resolved = resolve("kyutai/mimi", cache_dir=str(cache))
-    assert resolved.weights.name == "model.safetensors" and resolved.config is not None
-    loaded = mlx_mimi.load("kyutai/mimi", cache_dir=str(cache))
-    pcm = speech_long[: 10 * FRAME]
-    np.testing.assert_array_equal(np.array(loaded.encode(pcm)), np.array(model.encode(pcm)))
-    assert loaded.source["model_id"] == "kyutai/mimi"
-    # a Kyutai repo ships the tokenizer file and no config.json
-    _fake_cache(
-        cache,
-        "kyutai/moshiko-pytorch-bf16",
-        {
-            "tokenizer-e351c8d8-checkpoint125.safetensors": original_folder
-            / "tokenizer-e351c8d8-checkpoint125.safetensors"
-        },
-    )
-    kyutai = mlx_mimi.load("kyutai/moshiko-pytorch-bf16", cache_dir=str(cache))
-    assert kyutai.source["layout"] == "original"
-    np.testing.assert_array_equal(np.array(kyutai.encode(pcm)), np.array(model.encode(pcm)))
-    with pytest.raises(ModelNotFoundError, match="not in the local cache"):
-        mlx_mimi.load("kyutai/not-there", cache_dir=str(cache))
+def test_load_arguments(model_folder):
+    for bad in (None, "", 3):
+        with pytest.raises(ModelNotFoundError):
+            mlx_mimi.load(bad)
+    for dtype in (mx.int32, "int8", "float64", 32):
+        with pytest.raises(MimiError, match="dtype must be one of"):
+            mlx_mimi.load(model_folder, dtype=dtype)
+
+
+def test_convert_refuses_to_overwrite_its_source(converted, tmp_path):
+    before = (converted / "model.safetensors").stat().st_mtime_ns
+    with pytest.raises(MimiError, match="would overwrite its source"):
+        convert(converted, converted)
+    with pytest.raises(MimiError, match="would overwrite its source"):
+        convert(converted / "model.safetensors", converted)
+    assert (converted / "model.safetensors").stat().st_mtime_ns == before
