@@ -1,30 +1,45 @@
-"""Adapters for moshi_mlx and rustymimi, run from their own venv (moshi_mlx pins mlx 0.26).
+"""Worker for moshi_mlx and rustymimi, run from their own venv (moshi_mlx pins an older mlx):
 
     python -m venv .venv-anchors && .venv-anchors/bin/pip install moshi_mlx rustymimi "mlx[cpu]"
-    .venv-anchors/bin/python benchmarks/anchors_venv.py --weights tokenizer-...safetensors --seconds 10
+    python benchmarks/bench.py --anchor-python .venv-anchors/bin/python
 
-bench.py runs this itself with ``--anchor-python .venv-anchors/bin/python`` and prints its rows in its
-tables. Prints Markdown rows: offline RTF and streaming step latency, same format as bench.py.
+bench.py runs it once per implementation, like worker.py, with the same command line and JSON schema:
+
+    .venv-anchors/bin/python benchmarks/anchors_venv.py --impl rustymimi --weights DIR --audio DIR/speech.npy
 """
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import sys
+import time
+from importlib.metadata import version
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import (  # noqa: E402
+    emit,
+    ints,
+    new_result,
+    offline_rows,
+    pin_threads,
+    stream_inputs,
+    stream_row,
+    worker_parser,
+)
+
+IMPLS = ("moshi_mlx", "rustymimi")
 OPENBLAS = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
-if os.path.exists(OPENBLAS) and os.environ.get("MLX_MIMI_BLAS", "auto") != "off":
-    ctypes.CDLL(OPENBLAS, mode=ctypes.RTLD_GLOBAL)  # the same BLAS as mlx-mimi, before mlx.core loads
+STREAM_CODEBOOKS = 8
 
-import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
-from timing import median_time, step_latencies  # noqa: E402
-
-FRAME = 1920
+def preload_openblas() -> str:
+    """The same BLAS as mlx-mimi, loaded before mlx.core so libmlx binds its cblas_* calls to it."""
+    if os.path.exists(OPENBLAS) and os.environ.get("MLX_MIMI_BLAS", "auto") != "off":
+        ctypes.CDLL(OPENBLAS, mode=ctypes.RTLD_GLOBAL)
+        return f"OpenBLAS ({OPENBLAS}, preloaded before mlx.core)"
+    return "the mlx wheel's bundled BLAS"
 
 
 def _first_codebooks(weights: str, k: int) -> str:
@@ -46,84 +61,99 @@ def _first_codebooks(weights: str, k: int) -> str:
     return path
 
 
-def moshi_mlx_impl(weights, k):
+def moshi_mlx_impl(weights: str, k: int):
+    """(encode, decode, encode_step, decode_step, reset) of moshi_mlx's Mimi with k codebooks."""
     import mlx.core as mx
+    import numpy as np
     from moshi_mlx.models import mimi
 
     model = mimi.Mimi(mimi.mimi_202407(k))
     model.load_pytorch_weights(_first_codebooks(weights, k), strict=True)
 
-    def encode(pcm):
-        out = model.encode(mx.array(pcm)[None, None])
+    def run(fn, x):
+        out = fn(mx.array(x))
         mx.eval(out)
         return np.array(out)
 
-    def decode(codes):
-        out = model.decode(mx.array(codes))
-        mx.eval(out)
-        return out
-
-    def enc_step(x):
-        out = model.encode_step(mx.array(x)[None, None])
-        mx.eval(out)
-        return out
-
-    def dec_step(c):
-        out = model.decode_step(mx.array(c))
-        mx.eval(out)
-        return out
-
-    return encode, decode, enc_step, dec_step, model.reset_all
+    return (
+        lambda pcm: run(model.encode, pcm[None, None]),
+        lambda codes: run(model.decode, codes),
+        lambda x: run(model.encode_step, x[:, None]),
+        lambda c: run(model.decode_step, c),
+        model.reset_all,
+    )
 
 
-def rustymimi_impl(weights, k):
+def rustymimi_impl(weights: str, k: int):
     import rustymimi
 
     tok = rustymimi.Tokenizer(weights, num_codebooks=k)
     return (
         lambda pcm: tok.encode(pcm[None, None]),
         lambda codes: tok.decode(codes),
-        lambda x: tok.encode_step(x[None, None]),
+        lambda x: tok.encode_step(x[:, None]),
         lambda c: tok.decode_step(c),
         tok.reset,
     )
 
 
-def stream_rows(name, impl, n, rng):
-    _, _, enc_step, dec_step, reset = impl
-    frames = [(rng.standard_normal(FRAME) * 0.1).astype(np.float32) for _ in range(n + 3)]
-    codes = [rng.integers(0, 2048, (1, 8, 1)).astype(np.uint32) for _ in range(n + 3)]
-    for label, fn in (
-        ("encode step", lambda i: enc_step(frames[i])),
-        ("decode step", lambda i: dec_step(codes[i])),
-        ("round trip", lambda i: dec_step(np.asarray(enc_step(frames[i])).astype(np.uint32))),
-    ):
-        reset()
-        mean, p99, fps = step_latencies(fn, n)
-        print(f"STREAM | {name} | 1 | {label} | {mean:.2f} | {p99:.2f} | {fps:.0f} |")
+def main() -> None:
+    args = worker_parser(IMPLS).parse_args()
+    pin_threads(args.threads)
+    blas = preload_openblas()
+    import numpy as np
 
+    weights = str(next((Path(args.weights) / "original").glob("*.safetensors")))
+    make = moshi_mlx_impl if args.impl == "moshi_mlx" else rustymimi_impl
+    if args.impl == "moshi_mlx":
+        import mlx.core as mx
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--seconds", default="10")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--frames", type=int, default=100)
-    args = ap.parse_args()
-    rng = np.random.default_rng(0)
-    for name, make in (("moshi_mlx", moshi_mlx_impl), ("rustymimi", rustymimi_impl)):
-        try:
-            for seconds in [int(s) for s in args.seconds.split(",")]:
-                pcm = (rng.standard_normal(seconds * 24_000) * 0.1).astype(np.float32)
-                for k in (8, 32):
-                    encode, decode, *_ = make(args.weights, k)
-                    codes = np.asarray(encode(pcm)).astype(np.uint32)
-                    te = median_time(lambda encode=encode, pcm=pcm: encode(pcm), args.repeats)
-                    td = median_time(lambda decode=decode, codes=codes: decode(codes), args.repeats)
-                    print(f"OFFLINE | {name} | {seconds} s | {k} | {seconds / te:.1f}x | {seconds / td:.1f}x |")
-            stream_rows(name, make(args.weights, 8), args.frames, rng)
-        except Exception as exc:  # report and go on with the other anchor
-            print(f"# {name}: failed ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})")
+        versions = {"moshi_mlx": version("moshi_mlx"), "mlx": mx.__version__}
+    else:
+        versions = {"rustymimi": version("rustymimi")}
+    result = new_result(args.impl, f"{args.impl} {versions[args.impl]}", args, versions)
+    result["blas"] = blas if args.impl == "moshi_mlx" else "candle (Rust), RAYON_NUM_THREADS"
+    parts = set(args.parts.split(","))
+    if "offline" in parts:
+        for k in ints(args.codebooks):  # one model per codebook count, one at a time
+            start = time.perf_counter()
+            impl = make(weights, k)
+            encode, decode = impl[0], impl[1]
+            result["load_once_s"] = result["load_once_s"] or time.perf_counter() - start
+            offline_rows(
+                result,
+                lambda pcm, _k, encode=encode: encode(pcm),
+                lambda codes, decode=decode: decode(np.asarray(codes).astype(np.uint32)),
+                args.audio,
+                ints(args.seconds),
+                [k],
+                args.repeats,
+            )
+            del impl, encode, decode  # before the next model is built
+        result["offline"].sort(key=lambda r: (r["seconds"], r["codebooks"]))
+    if "stream" in parts and args.frames > 0:
+        k = STREAM_CODEBOOKS
+        _, _, enc_step, dec_step, reset = make(weights, k)
+        for batch in ints(args.batches):
+            pcm, codes = stream_inputs(batch, k, args.frames)
+            codes = [c.astype(np.uint32) for c in codes]
+            steps = {
+                "encode step": lambda i, pcm=pcm: enc_step(pcm[i]),
+                "decode step": lambda i, codes=codes: dec_step(codes[i]),
+                "round trip": lambda i, pcm=pcm: dec_step(np.asarray(enc_step(pcm[i])).astype(np.uint32)),
+            }
+            for name, step in steps.items():
+                print(f"  {args.impl}: streaming B={batch} {name}", file=sys.stderr, flush=True)
+                try:
+                    reset()
+                    stream_row(result, batch, k, name, step, args.frames)
+                except Exception as exc:  # e.g. a streaming API that only takes one stream
+                    msg = str(exc).splitlines()[0][:100] if str(exc) else ""
+                    result["notes"].append(
+                        f"{args.impl}: streaming B={batch} {name} failed: {type(exc).__name__} {msg}"
+                    )
+                    break
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

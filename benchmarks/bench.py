@@ -1,317 +1,442 @@
-"""mlx-mimi against the other Mimi implementations, measured in the same run on the same random weights.
+"""mlx-mimi against the other Mimi implementations: each in its own process, one after another, in one run.
 
-    python benchmarks/bench.py                 # offline RTF, streaming step latency, load time, memory
-    python benchmarks/bench.py --quick         # 10 s clips only, fewer repeats
-    python benchmarks/bench.py --stream-minutes 60   # RSS after 1 min vs N min of streaming
+    python benchmarks/bench.py                      # offline RTF (10 s / 60 s, 8 / 32 codebooks), streaming steps
+                                                    # (B = 1, 8), load time, peak RSS, OpenBLAS vs bundled BLAS
+    python benchmarks/bench.py --quick              # 10 s clip, 2 repeats, 50 streaming frames
+    python benchmarks/bench.py --only mlx-mimi,moshi
+    python benchmarks/bench.py --anchor-python .venv-anchors/bin/python   # + moshi_mlx and rustymimi
+    python benchmarks/bench.py --stream-minutes 60  # + RSS after 1 min vs 60 min of streaming
 
-Figures are medians over --repeats runs after one warm-up. RTF = audio seconds per wall second (higher is
-better). Anchors run when importable: Kyutai's moshi (PyTorch) and transformers' MimiModel (torch==2.13.0),
-plus rustymimi and moshi_mlx if installed (moshi_mlx pins its own mlx: run it from its own venv with
---only moshi_mlx and compare the tables). On a Mac the same command measures Metal.
+The driver builds random non-degenerate weights once (tests/reference.py: the Hugging Face layout, Kyutai's
+original file, and mlx-mimi's converted layout) and an espeak-ng speech clip, then runs one worker process per
+implementation (worker.py; anchors_venv.py in the anchors' venv, since moshi_mlx pins an older mlx), each with
+the same thread count (--threads, default all cores: OMP/OPENBLAS/MKL/RAYON_NUM_THREADS in its environment,
+torch.set_num_threads in the torch workers). Nothing is timed in the driver itself. Figures are medians over
+--repeats runs after a warm-up; RTF = audio seconds per wall second (higher is faster). The tables go to stdout
+as Markdown (progress to stderr). On a Mac the same command measures Metal.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import resource
+import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
+import time
+from collections import deque
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from timing import SR, THREAD_VARS  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-
-import mlx_mimi  # noqa: E402  (loads OpenBLAS before mlx.core)
-
-sys.path.insert(0, str(Path(__file__).parent))
-from timing import median_time, step_latencies  # noqa: E402
-
-SR, FRAME = 24_000, 1920
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+IMPLS = ("mlx-mimi", "moshi", "transformers")
+ANCHORS = ("moshi_mlx", "rustymimi")
+# moshi_mlx decodes at ~0.2x real time on CPU: a 60 s clip would take minutes per timed run.
+ANCHOR_MAX_SECONDS = {"moshi_mlx": 10}
+ANCHOR_MAX_REPEATS = {"moshi_mlx": 2}
+BLAS_CLIP = 10  # seconds, 8 codebooks: the OpenBLAS vs bundled-BLAS comparison
 
 
-def current_rss_mb() -> float:
-    """Resident memory now (Linux /proc; elsewhere the peak, which also shows growth)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except OSError:
-        return peak_rss_mb()
+# -- assets (built in a child process: the driver imports neither torch nor mlx) ----------------------------
+def build_assets(folder: Path, seconds: int) -> None:
+    sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests")]
+    import mlx_mimi  # noqa: F401  (first: OpenBLAS before mlx.core)
 
-
-BLAS_PROBE = """
-import sys, time, numpy as np, mlx_mimi
-m = mlx_mimi.load(sys.argv[1])
-pcm = (np.random.default_rng(0).standard_normal(24000 * 5) * 0.1).astype(np.float32)
-m.encode(pcm, num_codebooks=8)
-t = time.perf_counter(); m.encode(pcm, num_codebooks=8); print(5 / (time.perf_counter() - t))
-"""
-
-
-def blas_speedup(folder: Path) -> None:
-    """Encode RTF with the OpenBLAS preload and with MLX's bundled reference BLAS, each in a fresh process."""
-    import subprocess
-
-    rtf = {}
-    for mode in ("auto", "off"):
-        env = dict(os.environ, MLX_MIMI_BLAS=mode)
-        out = subprocess.run([sys.executable, "-c", BLAS_PROBE, str(folder)], env=env, capture_output=True, text=True)
-        rtf[mode] = float(out.stdout.strip()) if out.returncode == 0 else float("nan")
-    print("\n## Linux CPU BLAS: encode RTF, 5 s clip, 8 codebooks")
-    print(
-        f"| OpenBLAS preload | {rtf['auto']:.2f}x | bundled reference BLAS (MLX_MIMI_BLAS=off) | {rtf['off']:.2f}x |"
-        f" speed-up {rtf['auto'] / rtf['off']:.1f}x |"
-    )
-
-
-# -- implementations ------------------------------------------------------------------------------------
-class MlxMimi:
-    name = "mlx-mimi"
-
-    def __init__(self, folder: Path, dtype: str = "float32"):
-        self.model = mlx_mimi.load(folder, dtype=dtype)
-        self.name = "mlx-mimi" if dtype == "float32" else f"mlx-mimi {dtype}"
-
-    def encode(self, pcm, k):
-        return np.array(self.model.encode(pcm, num_codebooks=k))
-
-    def decode(self, codes):
-        return np.array(self.model.decode(codes))
-
-    def stream_steps(self, batch, k, frames):
-        enc = self.model.stream_encoder(batch_size=batch, num_codebooks=k)
-        dec = self.model.stream_decoder(batch_size=batch)
-        rng = np.random.default_rng(0)
-        pcm = [rng.standard_normal((batch, FRAME)).astype(np.float32) * 0.1 for _ in range(frames)]
-        codes = [rng.integers(0, 2048, (batch, k, 1)) for _ in range(frames)]
-        return {
-            "encode step": lambda i: enc.step(pcm[i]),
-            "decode step": lambda i: dec.step(codes[i]),
-            "round trip": lambda i: dec.step(enc.step(pcm[i])),
-        }
-
-
-class TorchMimi:
-    def __init__(self, kind: str, hf_model=None, original_path=None):
-        import torch
-
-        torch.set_num_threads(os.cpu_count() or 1)
-        self.torch = torch
-        self.kind = kind
-        if kind == "transformers":
-            self.name, self.model = "transformers (torch CPU)", hf_model
-        else:
-            import reference
-
-            self.name, self.model = "moshi (torch CPU)", reference.moshi_model(original_path)
-
-    def encode(self, pcm, k):
-        with self.torch.no_grad():
-            x = self.torch.from_numpy(pcm)[None, None]
-            if self.kind == "transformers":
-                return self.model.encode(x, num_quantizers=k).audio_codes.numpy()
-            self.model.set_num_codebooks(k)
-            return self.model.encode(x).numpy()
-
-    def decode(self, codes):
-        with self.torch.no_grad():
-            c = self.torch.from_numpy(codes.astype(np.int64))
-            if self.kind == "transformers":
-                return self.model.decode(c).audio_values.numpy()
-            self.model.set_num_codebooks(codes.shape[1])
-            return self.model.decode(c).numpy()
-
-    def stream_steps(self, batch, k, frames):
-        if self.kind != "moshi":
-            return None
-        torch, m = self.torch, self.model
-        m.set_num_codebooks(k)
-        rng = np.random.default_rng(0)
-        pcm = [torch.from_numpy(rng.standard_normal((batch, 1, FRAME)).astype(np.float32) * 0.1) for _ in range(frames)]
-        codes = [torch.from_numpy(rng.integers(0, 2048, (batch, k, 1))) for _ in range(frames)]
-        if getattr(self, "_streaming", None) is not None:  # leave the previous batch size's streaming mode
-            self._streaming.__exit__(None, None, None)
-        self._streaming = m.streaming(batch)
-        self._streaming.__enter__()
-
-        def enc(i):
-            with torch.no_grad():
-                return m.encode(pcm[i])
-
-        def dec(i):
-            with torch.no_grad():
-                return m.decode(codes[i])
-
-        def rt(i):
-            with torch.no_grad():
-                return m.decode(m.encode(pcm[i]))
-
-        return {"encode step": enc, "decode step": dec, "round trip": rt}
-
-
-def build_weights(folder: Path):
-    """Random non-degenerate weights in the HF and original layouts, plus the converted layout."""
+    import numpy as np  # isort: skip
     import reference
 
     from mlx_mimi.convert import convert
 
-    speech = reference.speech(30.0, seed=7)
-    hf = reference.random_hf_model(speech[-20 * SR :], seed=0)
+    folder.mkdir(parents=True, exist_ok=True)
+    speech = reference.speech(max(30, seconds), seed=7)
+    np.save(folder / "speech.npy", speech)
+    hf = reference.random_hf_model(speech[10 * SR : 30 * SR], seed=0)
     hf.save_pretrained(folder / "hf")
-    original = reference.save_original(hf, folder / "original")
+    reference.save_original(hf, folder / "original")
     convert(folder / "hf", folder / "converted")
-    return hf, original, speech
+    (folder / "manifest.json").write_text(json.dumps({"speech_seconds": len(speech) / SR}))
 
 
-def run_venv_anchors(args, original: Path, repeats) -> dict[str, list[str]]:
-    """moshi_mlx and rustymimi from their own venv (anchors_venv.py); rows keyed OFFLINE / STREAM."""
-    import subprocess
-
-    if not args.anchor_python:
-        print("# moshi_mlx, rustymimi: pass --anchor-python VENV/bin/python (see anchors_venv.py)")
-        return {}
-    script = Path(__file__).with_name("anchors_venv.py")
-    # 10 s clips only: moshi_mlx decodes at ~0.2x real time, so a 60 s clip would take minutes per run
-    cmd = [
-        args.anchor_python,
-        str(script),
-        "--weights",
-        str(original),
-        "--seconds",
-        "10",
-        "--repeats",
-        str(min(repeats, 2)),
-        "--frames",
-        str(args.frames),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    rows: dict[str, list[str]] = {}
-    for line in out.stdout.splitlines():
-        kind, _, rest = line.partition(" ")
-        if kind in ("OFFLINE", "STREAM"):
-            rows.setdefault(kind, []).append(rest)
-        elif line.startswith("#"):
-            print(line)
-    if out.returncode:
-        print(f"# anchors venv failed: {out.stderr.strip().splitlines()[-1:]}")
-    return rows
-
-
-def stream_memory(folder: Path, minutes: float) -> None:
-    """Process RSS and stream state after 1 minute and after ``minutes`` of streamed audio (encode + decode)."""
-    print(f"\n## memory while streaming (encode + decode, B=1, 8 codebooks), up to {minutes:g} min")
-    model = mlx_mimi.load(folder)
-    enc, dec = model.stream_encoder(num_codebooks=8), model.stream_decoder()
-    chunk = (np.random.default_rng(1).standard_normal(FRAME * 25) * 0.1).astype(np.float32)  # 2 s
-    marks = sorted({1.0, minutes})
-    done = 0.0
-    while marks:
-        dec.step(enc.step(chunk))
-        done += 2 / 60
-        if done >= marks[0] - 1e-9:
-            print(
-                f"| streamed {marks.pop(0):g} min | RSS {current_rss_mb():.0f} MB | "
-                f"state {enc.state_bytes + dec.state_bytes} bytes |",
-                flush=True,
-            )
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="10 s clips only, 3 repeats")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--frames", type=int, default=200, help="streaming frames timed per configuration")
-    ap.add_argument("--only", default=None, help="comma list: mlx-mimi,moshi,transformers")
-    ap.add_argument("--stream-minutes", type=float, default=0, help="also measure RSS after N minutes of streaming")
-    ap.add_argument("--memory-only", action="store_true", help="only the streaming-memory measurement")
-    ap.add_argument("--anchor-python", default=None, help="python of a venv with moshi_mlx and rustymimi installed")
-    args = ap.parse_args()
-    repeats = 3 if args.quick else args.repeats
-    lengths = [10] if args.quick else [10, 60]
-    only = set(args.only.split(",")) if args.only else None
-
-    print(
-        f"# backend: {mlx_mimi.backend.device_report()}; BLAS: {mlx_mimi.backend.blas_report()}; {os.cpu_count()} cores"
-    )
-    tmp = Path(tempfile.mkdtemp(prefix="mimi-bench-"))
-    hf, original, speech = build_weights(tmp)
-    if args.memory_only:
-        stream_memory(tmp / "converted", args.stream_minutes or 60)
+def ensure_assets(folder: Path, seconds: int, env: dict) -> None:
+    manifest = folder / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text())["speech_seconds"] >= seconds:
+        print(f"# reusing weights and speech in {folder}", file=sys.stderr)
         return
-    speech = np.tile(speech, 3)
+    print(f"# building random weights (HF, Kyutai original, converted) and speech in {folder}", file=sys.stderr)
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, __file__, "--build-assets", str(folder), "--seconds", str(seconds)]
+    subprocess.run(cmd, env=env, check=True, stdout=sys.stderr)
 
-    # -- load time: raw layouts vs converted
-    print("\n## load time (median, s)")
-    loads = {
-        name: median_time(lambda p=p: mlx_mimi.load(p), repeats)
-        for name, p in (("HF layout", tmp / "hf"), ("Kyutai original", original), ("converted", tmp / "converted"))
-    }
-    for name, t in loads.items():
-        print(f"| {name:16s} | {t:.3f} | {loads['HF layout'] / t:.1f}x vs HF |")
 
-    impls = []
-    if only is None or "mlx-mimi" in only:
-        impls.append(MlxMimi(tmp / "converted"))
-    for kind in ("moshi", "transformers"):
-        if only is None or kind in only:
-            try:
-                impls.append(TorchMimi(kind, hf, original))
-            except Exception as exc:  # not installed
-                print(f"# {kind}: skipped ({exc.__class__.__name__}: {exc})")
-    anchor_rows = run_venv_anchors(args, original, repeats)
+# -- running workers ---------------------------------------------------------------------------------------
+class Worker:
+    def __init__(self, python: str, script: str, impl: str, title: str, extra: list[str], env: dict):
+        self.python, self.script, self.impl, self.title, self.extra, self.env = python, script, impl, title, extra, env
 
-    print("\n## offline RTF (audio s / wall s, median)")
+    def run(self, common: list[str]) -> dict | None:
+        """Run to completion (stderr relayed live); the parsed JSON, or None with a note on failure."""
+        out = Path(tempfile.mkstemp(suffix=".json")[1])
+        cmd = [self.python, str(HERE / self.script), "--impl", self.impl, *common, *self.extra, "--json", str(out)]
+        print(f"# {self.title}: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+        tail: deque[str] = deque(maxlen=5)
+        busy0, own0, start = busy_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
+        with tempfile.TemporaryFile("w+") as stdout:
+            proc = subprocess.Popen(cmd, env=self.env, stdout=stdout, stderr=subprocess.PIPE, text=True)
+            for line in proc.stderr:
+                sys.stderr.write(line)
+                tail.append(line.rstrip())
+            proc.wait()
+        wall = time.perf_counter() - start
+        busy1, own1 = busy_cpu_seconds(), children_cpu_seconds()
+        try:
+            if proc.returncode == 0 and out.stat().st_size:
+                result = json.loads(out.read_text())
+                result["title"], result["wall_s"] = self.title, wall
+                # CPU time the rest of the machine used while this worker ran, in cores: other processes
+                # (another benchmark, a test run) make every figure of this worker slower than it is.
+                other = None if busy0 is None else max(0.0, (busy1 - busy0) - (own1 - own0)) / wall
+                result["other_cores"] = other
+                if other is not None and other > OTHER_LOAD_WARN:
+                    NOTES.append(
+                        f"{self.title}: other processes kept {other:.2f} cores busy on average while it ran: "
+                        "its figures are slower than on an idle machine"
+                    )
+                return result
+        finally:
+            out.unlink(missing_ok=True)
+        NOTES.append(f"{self.title}: worker failed (exit {proc.returncode}): {' / '.join(tail)[-300:]}")
+        return None
+
+
+NOTES: list[str] = []
+OTHER_LOAD_WARN = 0.1  # cores
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have used since boot (Linux /proc/stat: all but idle and iowait), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child_env(threads: int, **extra: str) -> dict:
+    env = dict(os.environ, **{var: str(threads) for var in THREAD_VARS}, **extra)
+    env.pop("PYTHONPATH", None)  # the anchors venv must not see this interpreter's packages
+    return env
+
+
+# -- tables ------------------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def pkg(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def ratio_cell(ours: float, theirs: float, who: str = "") -> str:
+    r = ours / theirs
+    where = f" ({who})" if who else ""
+    return f"{r:.2f}x ahead{where}" if r >= 1 else f"**{r:.2f}x behind**{where}"
+
+
+def command_line() -> str:
+    """The command this run was started with; the interpreter as ``python`` where that is what PATH finds."""
+    argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    on_path = shutil.which("python")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(sys.executable):
+        argv[0] = "python"
+    return shlex.join(argv)
+
+
+def print_offline(results: list[dict]) -> None:
+    rows = {(r["label"], o["seconds"], o["codebooks"]): o for r in results for o in r["offline"]}
+    if not rows:
+        return
+    print("\n### Offline RTF (audio seconds per wall second, median; higher is faster)\n")
     print("| implementation | clip | codebooks | encode RTF | decode RTF |")
     print("|---|---|---|---|---|")
-    results = {}
-    for seconds in lengths:
-        pcm = speech[: seconds * SR]
-        for k in (8, 32):
-            for impl in impls:
-                codes = impl.encode(pcm, k)
-                te = median_time(lambda impl=impl, k=k, pcm=pcm: impl.encode(pcm, k), repeats)
-                td = median_time(lambda impl=impl, codes=codes: impl.decode(codes), repeats)
-                results[(impl.name, seconds, k)] = (seconds / te, seconds / td)
-                print(f"| {impl.name} | {seconds} s | {k} | {seconds / te:.1f}x | {seconds / td:.1f}x |")
-    for row in anchor_rows.get("OFFLINE", []):
-        print(row)
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        results[(cells[0], int(cells[1].split()[0]), int(cells[2]))] = (float(cells[3][:-1]), float(cells[4][:-1]))
-    ours = [r for key, r in results.items() if key[0] == "mlx-mimi"]
-    if ours and len(impls) > 1:
-        print("\n## mlx-mimi / best anchor (same clip and codebooks)")
-        for (name, seconds, k), (e, d) in results.items():
-            if name != "mlx-mimi":
-                continue
-            anchors = [v for key, v in results.items() if key[0] != "mlx-mimi" and key[1:] == (seconds, k)]
-            be, bd = max(a[0] for a in anchors), max(a[1] for a in anchors)
-            print(f"| {seconds} s, {k} codebooks | encode {e / be:.2f}x | decode {d / bd:.2f}x |")
-
-    print("\n## streaming step latency (80 ms frame; ms mean / p99; frames per second)")
-    print("| implementation | B | step | mean ms | p99 ms | frames/s |")
+    labels = [r["label"] for r in results if r["offline"]]
+    impl_of = {r["label"]: r["impl"] for r in results}
+    cells = sorted({key[1:] for key in rows})
+    for seconds, k in cells:
+        for label in labels:
+            o = rows.get((label, seconds, k))
+            if o:
+                name = f"**{label}**" if label.startswith("mlx-mimi") else label
+                print(f"| {name} | {seconds} s | {k} | {o['encode_rtf']:.2f}x | {o['decode_rtf']:.2f}x |")
+    ours = next((r["label"] for r in results if r["impl"] == "mlx-mimi" and r["offline"]), None)
+    others = [label for label in labels if label != ours]
+    if ours is None or not others:
+        return
+    print(f"\n### {ours} relative to the others (ratio of RTF: > 1 = {ours} faster, < 1 = behind)\n")
+    print("| clip | codebooks | encode vs moshi | decode vs moshi | encode vs best other | decode vs best other |")
     print("|---|---|---|---|---|---|")
-    for impl in impls:
-        for batch in (1, 8):
-            steps = impl.stream_steps(batch, 8, args.frames)
-            if steps is None:
-                continue
-            for name, fn in steps.items():
-                mean, p99, fps = step_latencies(fn, args.frames)
-                print(f"| {impl.name} | {batch} | {name} | {mean:.2f} | {p99:.2f} | {fps * batch:.0f} |")
-    for row in anchor_rows.get("STREAM", []):
-        print(row)
+    moshi = next((r["label"] for r in results if r["impl"] == "moshi"), None)
+    for seconds, k in cells:
+        me = rows.get((ours, seconds, k))
+        if me is None:
+            continue
+        line = [f"{seconds} s", str(k)]
+        for field in ("encode_rtf", "decode_rtf"):
+            ref = rows.get((moshi, seconds, k))
+            line.append(ratio_cell(me[field], ref[field]) if ref else "n/a")
+        for field in ("encode_rtf", "decode_rtf"):
+            cands = [
+                (rows[(label, seconds, k)][field], impl_of[label]) for label in others if (label, seconds, k) in rows
+            ]
+            if cands:
+                best, who = max(cands)
+                line.append(ratio_cell(me[field], best, who))
+            else:
+                line.append("n/a")
+        print("| " + " | ".join(line) + " |")
 
-    print(f"\n## peak RSS of this process: {peak_rss_mb():.0f} MB")
-    if mlx_mimi.backend.blas_report().startswith("OpenBLAS"):
-        blas_speedup(tmp / "converted")
-    if args.stream_minutes:
-        stream_memory(tmp / "converted", args.stream_minutes)
+
+def print_stream(results: list[dict], frames: int) -> None:
+    rows = [(r["label"], s) for r in results for s in r["stream"]]
+    if not rows:
+        return
+    print(
+        f"\n### Streaming step latency (one 80 ms frame, 8 codebooks; {frames} timed steps after 3 warm-up; "
+        "lower is faster)\n"
+    )
+    print("| implementation | B | step | mean ms | p99 ms | frames/s (all streams) |")
+    print("|---|---|---|---|---|---|")
+    for label, s in rows:
+        name = f"**{label}**" if label.startswith("mlx-mimi") else label
+        print(
+            f"| {name} | {s['batch']} | {s['step']} | {s['mean_ms']:.2f} | {s['p99_ms']:.2f} | "
+            f"{s['frames_per_s']:.0f} |"
+        )
+    ours = next((r for r in results if r["impl"] == "mlx-mimi" and r["stream"]), None)
+    moshi = next((r for r in results if r["impl"] == "moshi" and r["stream"]), None)
+    if ours and moshi:
+        theirs = {(s["batch"], s["step"]): s for s in moshi["stream"]}
+        print(f"\n### {ours['label']} step speed relative to moshi (moshi ms / {ours['label']} ms: > 1 = faster)\n")
+        print("| B | step | mean | p99 |")
+        print("|---|---|---|---|")
+        for s in ours["stream"]:
+            t = theirs.get((s["batch"], s["step"]))
+            if t:
+                mean = ratio_cell(t["mean_ms"], s["mean_ms"])
+                p99 = ratio_cell(t["p99_ms"], s["p99_ms"])
+                print(f"| {s['batch']} | {s['step']} | {mean} | {p99} |")
+
+
+def print_load(result: dict | None) -> None:
+    if not result or not result["load"]:
+        return
+    print(f"\n### {result['label']} load time (median)\n")
+    print("| layout | seconds | speed vs HF layout |")
+    print("|---|---|---|")
+    hf = next(r["seconds"] for r in result["load"] if r["layout"] == "HF layout")
+    for r in result["load"]:
+        print(f"| {r['layout']} | {r['seconds']:.3f} | {hf / r['seconds']:.1f}x |")
+
+
+def describe_work(r: dict) -> str:
+    parts = []
+    if r["offline"]:
+        secs = sorted({o["seconds"] for o in r["offline"]})
+        cbs = sorted({o["codebooks"] for o in r["offline"]})
+        parts.append(f"offline {', '.join(f'{s} s' for s in secs)} x {', '.join(map(str, cbs))} codebooks")
+    if r["stream"]:
+        parts.append("streaming B = " + ", ".join(str(b) for b in sorted({s["batch"] for s in r["stream"]})))
+    if r["load"]:
+        parts.append("3 layouts loaded repeatedly")
+    if r["memory"]:
+        parts.append(f"streamed {max(m['minutes'] for m in r['memory']):g} min")
+    return "; ".join(parts) or "load only"
+
+
+def print_processes(results: list[dict]) -> None:
+    print("\n### Worker processes (one per implementation and task)\n")
+    print("| worker | load once (s) | peak RSS (MB) | wall (s) | other processes' CPU (cores) | work |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        load = f"{r['load_once_s']:.2f}" if r["load_once_s"] is not None else "-"
+        other = f"{r['other_cores']:.2f}" if r["other_cores"] is not None else "n/a"
+        print(f"| {r['title']} | {load} | {r['peak_rss_mb']:.0f} | {r['wall_s']:.0f} | {other} | {describe_work(r)} |")
+
+
+def print_blas(fast: dict | None, slow: dict | None) -> None:
+    if not fast or not slow or not slow["offline"]:
+        return
+    a = next((o for o in fast["offline"] if (o["seconds"], o["codebooks"]) == (BLAS_CLIP, 8)), None)
+    b = slow["offline"][0]
+    if a is None:
+        return
+    print(f"\n### mlx-mimi with OpenBLAS vs the mlx wheel's bundled BLAS ({BLAS_CLIP} s clip, 8 codebooks)\n")
+    print("| BLAS | encode RTF | decode RTF |")
+    print("|---|---|---|")
+    print(f"| {fast['blas']} | {a['encode_rtf']:.2f}x | {a['decode_rtf']:.2f}x |")
+    print(f"| {slow['blas']} | {b['encode_rtf']:.2f}x | {b['decode_rtf']:.2f}x |")
+    print(f"| speed-up | {a['encode_rtf'] / b['encode_rtf']:.1f}x | {a['decode_rtf'] / b['decode_rtf']:.1f}x |")
+
+
+def print_memory(result: dict | None) -> None:
+    if not result or not result["memory"]:
+        return
+    print("\n### mlx-mimi memory while streaming (encode + decode, B = 1, 8 codebooks, 2 s chunks)\n")
+    print("| streamed | process RSS (MB) | stream state (bytes) |")
+    print("|---|---|---|")
+    for m in result["memory"]:
+        print(f"| {m['minutes']:g} min | {m['rss_mb']:.0f} | {m['state_bytes']} |")
+
+
+def header(args, results: list[dict], repeats: int) -> None:
+    ours = next((r for r in results if r["impl"] == "mlx-mimi"), None)
+    mlx = ours["versions"]["mlx"] if ours else pkg("mlx")  # the anchors' venv has its own mlx, named below
+    torch_r = next((r for r in results if r["impl"] in ("moshi", "transformers")), None)
+    parts = [
+        f"{cpu_model()} ({platform.machine()}, {platform.system()} {platform.release()})",
+        f"{os.cpu_count()} cores",
+        f"{args.threads} threads per worker",
+        f"Python {platform.python_version()}",
+        f"mlx {mlx}" + (f", BLAS: {ours['blas']}" if ours else ""),
+        f"torch {pkg('torch')}" + (f" ({torch_r['blas']})" if torch_r else ""),
+        f"moshi {pkg('moshi')}",
+        f"transformers {pkg('transformers')}",
+    ]
+    for r in results:
+        if r["impl"] in ANCHORS:
+            extra = f", mlx {r['versions']['mlx']}" if "mlx" in r["versions"] else ""
+            parts.append(f"{r['label']} (own venv{extra})")
+    print("**Machine:** " + "; ".join(parts) + ".")
+    print(
+        f"\nEach implementation ran in its own process, one after another, with {args.threads} threads "
+        f"({', '.join(THREAD_VARS)}; torch.set_num_threads), on the same random weights and the same espeak-ng "
+        f"speech clip; offline figures are medians of {repeats} runs after a warm-up, float32 unless labelled."
+    )
+
+
+# -- main --------------------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10 s clip, 8 and 32 codebooks, 2 repeats, 50 frames")
+    ap.add_argument("--only", default=None, help=f"comma list of: {','.join(IMPLS + ANCHORS)}")
+    ap.add_argument("--seconds", default=None, help="clip lengths, comma list (default 10,60; --quick 10)")
+    ap.add_argument("--codebooks", default="8,32", help="comma list")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 5; --quick 2)")
+    ap.add_argument("--frames", type=int, default=None, help="streaming steps timed (default 200; --quick 50)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every worker")
+    ap.add_argument("--dtype", default="float32", help="mlx-mimi's dtype (the torch references stay float32)")
+    ap.add_argument("--anchor-python", default=None, help="python of a venv with moshi_mlx and rustymimi")
+    ap.add_argument("--stream-minutes", type=float, default=0, help="also: mlx-mimi RSS after N minutes streamed")
+    ap.add_argument("--memory-only", action="store_true", help="only the --stream-minutes measurement")
+    ap.add_argument("--no-blas-compare", action="store_true", help="skip mlx-mimi with the bundled BLAS")
+    ap.add_argument("--assets", default=None, help="folder for the weights and speech (reused when present)")
+    ap.add_argument("--build-assets", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    seconds = args.seconds or ("10" if args.quick else "10,60")
+    repeats = args.repeats or (2 if args.quick else 5)
+    frames = args.frames if args.frames is not None else (50 if args.quick else 200)
+    max_seconds = max(int(s) for s in seconds.split(","))
+    if args.build_assets:
+        build_assets(Path(args.build_assets), max_seconds)
+        return
+
+    print(f"Command: `{command_line()}`\n", flush=True)
+    only = args.only.split(",") if args.only else list(IMPLS + ANCHORS)
+    unknown = set(only) - set(IMPLS + ANCHORS)
+    if unknown:
+        ap.error(f"--only: unknown {', '.join(sorted(unknown))}")
+    env = child_env(args.threads)
+    folder = Path(args.assets) if args.assets else Path(tempfile.mkdtemp(prefix="mimi-bench-"))
+    common = ["--weights", str(folder), "--audio", str(folder / "speech.npy"), "--threads", str(args.threads)]
+    common += ["--codebooks", args.codebooks, "--repeats", str(repeats), "--frames", str(frames)]
+
+    def py_worker(impl, title, parts, extra=(), python=sys.executable, script="worker.py", worker_env=env):
+        return Worker(python, script, impl, title, ["--parts", parts, *extra], worker_env)
+
+    plan: list[tuple[str, Worker]] = []  # (role, worker)
+    if not args.memory_only:
+        for impl in IMPLS:
+            if impl in only:
+                extra = ["--seconds", seconds] + (["--dtype", args.dtype] if impl == "mlx-mimi" else [])
+                plan.append(("main", py_worker(impl, impl, "offline,stream", extra)))
+        for impl in ANCHORS:
+            if impl not in only:
+                continue
+            if not args.anchor_python:
+                NOTES.append(f"{impl}: skipped (needs its own venv: pass --anchor-python VENV/bin/python)")
+                continue
+            cap = ANCHOR_MAX_SECONDS.get(impl)
+            secs = ",".join(s for s in seconds.split(",") if cap is None or int(s) <= cap) or str(cap)
+            if secs != seconds:
+                NOTES.append(f"{impl}: clips of {secs} s only (it decodes far slower than real time on CPU)")
+            reps = min(repeats, ANCHOR_MAX_REPEATS.get(impl, repeats))
+            if reps != repeats:
+                NOTES.append(f"{impl}: medians of {reps} runs, not {repeats}")
+            extra = ["--seconds", secs, "--repeats", str(reps), "--batches", "1"]  # the anchors stream at B = 1
+            plan.append(("main", py_worker(impl, impl, "offline,stream", extra, args.anchor_python, "anchors_venv.py")))
+        if "mlx-mimi" in only:
+            plan.append(("load", py_worker("mlx-mimi", "mlx-mimi (load time)", "load", ["--dtype", args.dtype])))
+            if not args.quick and not args.no_blas_compare and platform.system() == "Linux":
+                extra = ["--seconds", str(BLAS_CLIP), "--codebooks", "8", "--repeats", str(min(repeats, 2))]
+                off = child_env(args.threads, MLX_MIMI_BLAS="off")
+                plan.append(
+                    ("blas", py_worker("mlx-mimi", "mlx-mimi (bundled BLAS)", "offline", extra, worker_env=off))
+                )
+    if args.stream_minutes or args.memory_only:
+        extra = ["--stream-minutes", str(args.stream_minutes or 60), "--dtype", args.dtype]
+        plan.append(("memory", py_worker("mlx-mimi", "mlx-mimi (memory while streaming)", "memory", extra)))
+
+    done: dict[str, list[dict]] = {}
+    try:
+        ensure_assets(folder, max_seconds, env)
+        for role, worker in plan:
+            result = worker.run(common)
+            if result is not None:
+                done.setdefault(role, []).append(result)
+    finally:
+        if not args.assets:
+            shutil.rmtree(folder, ignore_errors=True)
+    everything = [r for rs in done.values() for r in rs]
+    main_results = done.get("main", [])
+    ours = next((r for r in main_results if r["impl"] == "mlx-mimi"), None)
+
+    header(args, everything, repeats)
+    print_offline(main_results)
+    print_stream(main_results, frames)
+    print_load(next(iter(done.get("load", [])), None))
+    print_blas(ours, next(iter(done.get("blas", [])), None))
+    print_memory(next(iter(done.get("memory", [])), None))
+    if everything:
+        print_processes(everything)
+    notes = NOTES + [n for r in everything for n in r["notes"]]
+    if notes:
+        print("\nNotes:\n")
+        for note in notes:
+            print(f"- {note}")
 
 
 if __name__ == "__main__":
