@@ -129,8 +129,12 @@ class Mimi(nn.Module):
         pcm = self.check_audio(pcm)
         chunk = self._check_chunk_frames(chunk_frames)
 
+        def chunk_codes(x: mx.array, state: dict, final: bool):
+            latent, state = self.latent_chunk(x, state, final=final)
+            return self.quantizer.encode_compiled(latent, k), state
+
         def run(clips: mx.array) -> mx.array:
-            return self._run_encoder(clips, chunk, lambda x, s, final: self.encode_chunk(x, s, k, final=final))
+            return self._run_encoder(clips, chunk, chunk_codes)
 
         codes = self._in_passes(pcm, chunk, run)
         return codes.transpose(0, 2, 1).astype(mx.int32)

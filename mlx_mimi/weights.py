@@ -22,7 +22,8 @@ from .model import Mimi
 
 HF, ORIGINAL, CONVERTED = "hf", "original", "mlx-mimi"
 FORMAT_NAME = "mlx-mimi"
-FORMAT_VERSION = "1"
+# 2: conv weights stored as their matmul matrices (layers/conv.py); 1: MLX conv order (out, kernel, in)
+FORMAT_VERSION = "2"
 CODEBOOK_EPS = 1e-5  # the references' clamp(cluster_usage, min=1e-5)
 
 __all__ = ["WeightsError", "detect_layout", "load_model", "sanitize"]
@@ -63,33 +64,73 @@ def fold_weight_norm(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 # -- name maps: our module prefix -> (source prefix, kind) ------------------------------------------------
-def _seanet_modules(config: MimiConfig, layout: str) -> dict[str, tuple[str, str]]:
+def _seanet_modules(config: MimiConfig, layout: str) -> dict[str, tuple[str, str, int]]:
+    """our module -> (source module, kind, stride)."""
     seq = "layers" if layout == HF else "model"
     conv = "conv" if layout == HF else "conv.conv"
     convtr = "conv" if layout == HF else "convtr.convtr"
     r = config.num_residual_layers
     n = len(config.upsampling_ratios)
-    out: dict[str, tuple[str, str]] = {}
+    out: dict[str, tuple[str, str, int]] = {}
     for side in ("encoder", "decoder"):
-        out[f"{side}.init_conv"] = (f"{side}.{seq}.0.{conv}", "conv")
-        out[f"{side}.final_conv"] = (f"{side}.{seq}.{n * (r + 2) + 2}.{conv}", "conv")
+        out[f"{side}.init_conv"] = (f"{side}.{seq}.0.{conv}", "conv", 1)
+        out[f"{side}.final_conv"] = (f"{side}.{seq}.{n * (r + 2) + 2}.{conv}", "conv", 1)
+        ratios = config.seanet_ratios if side == "encoder" else config.upsampling_ratios
         for i in range(n):
             base = 1 + i * (r + 2)
             first_res = base if side == "encoder" else base + 2
             for j in range(r):
                 for our, theirs in (("conv1", 1), ("conv2", 3)):
                     src = f"{side}.{seq}.{first_res + j}.block.{theirs}.{conv}"
-                    out[f"{side}.stages.{i}.residuals.{j}.{our}"] = (src, "conv")
+                    out[f"{side}.stages.{i}.residuals.{j}.{our}"] = (src, "conv", 1)
             if side == "encoder":
-                out[f"encoder.stages.{i}.downsample"] = (f"encoder.{seq}.{base + r + 1}.{conv}", "conv")
+                out[f"encoder.stages.{i}.downsample"] = (f"encoder.{seq}.{base + r + 1}.{conv}", "conv", ratios[i])
             else:
-                out[f"decoder.stages.{i}.upsample"] = (f"decoder.{seq}.{base + 1}.{convtr}", "convtr")
+                out[f"decoder.stages.{i}.upsample"] = (f"decoder.{seq}.{base + 1}.{convtr}", "convtr", ratios[i])
+    stride = config.downsample_stride
     if layout == HF:
-        out["downsample"] = ("downsample.conv", "conv")
-        out["upsample"] = ("upsample.conv", "depthwise")
+        out["downsample"] = ("downsample.conv", "conv", stride)
+        out["upsample"] = ("upsample.conv", "depthwise", stride)
     else:
-        out["downsample"] = ("downsample.conv.conv.conv", "conv")
-        out["upsample"] = ("upsample.convtr.convtr.convtr", "depthwise")
+        out["downsample"] = ("downsample.conv.conv.conv", "conv", stride)
+        out["upsample"] = ("upsample.convtr.convtr.convtr", "depthwise", stride)
+    return out
+
+
+def conv_matrix(w, stride: int):
+    """A PyTorch Conv1d weight (out, in, K) -> the matrix layers.conv.CausalConv1d multiplies by.
+
+    Stride 1: (K * out, in), taps stacked. Strided (K = 2 * stride): (2 * out, stride * in), the first half of
+    the taps then the second, each row over (tap within the half, in channel). Works on numpy and MLX arrays.
+    """
+    out, cin, k = w.shape
+    if stride > 1:
+        return w.reshape(out, cin, 2, stride).transpose(2, 0, 3, 1).reshape(2 * out, stride * cin)
+    return w.transpose(2, 0, 1).reshape(k * out, cin)
+
+
+def convtr_matrix(w):
+    """A PyTorch ConvTranspose1d weight (in, out, K) -> (K * out, in), as layers.conv.ConvTranspose1d uses it."""
+    cin, out, k = w.shape
+    return w.transpose(2, 1, 0).reshape(k * out, cin)
+
+
+def upgrade_converted(arrays: dict, config: MimiConfig, version: str) -> dict:
+    """Converted files of an older format version -> the current layout (version 1 kept MLX conv order)."""
+    if version == FORMAT_VERSION:
+        return arrays
+    if version != "1":
+        raise WeightsError(f"mlx-mimi format version {version!r} is newer than this mlx-mimi reads ({FORMAT_VERSION})")
+    out = dict(arrays)
+    for ours, (_, kind, stride) in _seanet_modules(config, HF).items():
+        name = ours + ".weight"
+        if name not in out or kind == "depthwise":
+            continue
+        w = out[name]
+        if kind == "conv":  # (out, K, in) -> PyTorch (out, in, K)
+            out[name] = conv_matrix(w.transpose(0, 2, 1), stride)
+        else:  # (K, out, in)
+            out[name] = w.reshape(-1, w.shape[-1])
     return out
 
 
@@ -173,15 +214,15 @@ def sanitize(tensors: dict[str, np.ndarray], config: MimiConfig, layout: str | N
 
     out: dict[str, np.ndarray] = {}
     halves = [s for s, has in (("encoder", config.has_encoder), ("decoder", config.has_decoder)) if has]
-    for ours, (src, kind) in _seanet_modules(config, layout).items():
+    for ours, (src, kind, stride) in _seanet_modules(config, layout).items():
         side = "encoder" if ours.startswith(("encoder", "downsample")) else "decoder"
         if side not in halves:
             continue
         w = take(src + ".weight")
         if kind == "conv":
-            out[ours + ".weight"] = w.transpose(0, 2, 1)
+            out[ours + ".weight"] = conv_matrix(w, stride)
         elif kind == "convtr":
-            out[ours + ".weight"] = w.transpose(2, 1, 0)
+            out[ours + ".weight"] = convtr_matrix(w)
         else:  # depthwise (C, 1, K) -> (K, C)
             out[ours + ".weight"] = w[:, 0, :].T
         if src + ".bias" in tensors:
@@ -292,7 +333,7 @@ def load_resolved(resolved, dtype: str | mx.Dtype | None = None) -> Mimi:
     target = requested or stored or mx.float32
     mimi = Mimi(config, dtype=target)
     if layout == CONVERTED:
-        weights = arrays  # already ours: no numpy round trip
+        weights = upgrade_converted(arrays, config, metadata.get("format_version", "1"))  # ours: no numpy trip
     else:
         weights = sanitize({k: np.array(v.astype(mx.float32)) for k, v in arrays.items()}, config, layout)
     load_into(mimi, weights)

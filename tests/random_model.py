@@ -32,9 +32,8 @@ def _init(name: str, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         return rng.standard_normal(shape) * (1.5 / math.sqrt(shape[-1]))
     if name.startswith("upsample."):
         return rng.uniform(-0.5, 0.5, shape)
-    fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 64
-    if ".weight" in name and len(shape) == 3 and "decoder.stages" in name and "upsample" in name:
-        fan_in = shape[1] * shape[0] // 2  # transposed conv (kernel, out, in): torch's fan_in is out * kernel
+    # conv weights are (taps * out, in) or (2 * out, stride * in) matrices: ~3 taps of `in` inputs each
+    fan_in = 3 * shape[-1] if len(shape) == 2 else 64
     bound = 1 / math.sqrt(max(fan_in, 1))
     return rng.uniform(-bound, bound, shape)
 

@@ -119,3 +119,21 @@ def test_original_layout_matches_moshi(original_folder, hf_reference, speech_lon
     err = float(np.abs(np.array(ours_model.decode(ref)) - audio_ref).max())
     print(f"moshi decode max abs error {err:.2e}")
     assert err <= 1e-4
+
+
+def test_mlx_ops_path_matches_transformers(model, hf_reference, speech_long, monkeypatch):
+    """The activations as MLX's own ops (the path Metal and arm64 CPUs take; layers/activations.py) keep parity."""
+    from mlx_mimi.layers.activations import fast_math
+
+    monkeypatch.setenv("MLX_MIMI_FASTMATH", "off")
+    assert not fast_math()
+    hf_model, _ = hf_reference
+    pcm = speech_long[: 60 * FRAME + 999]
+    ref, latents = hf_encode(hf_model, pcm)
+    assert_parity(np.array(model.encode(pcm)), ref, latents, hf_model)
+    import torch
+
+    codes = ref[:, :8, :40]
+    with torch.no_grad():
+        audio = hf_model.decode(torch.from_numpy(codes)).audio_values.numpy()
+    assert float(np.abs(np.array(model.decode(codes)) - audio).max()) <= 1e-4

@@ -170,15 +170,24 @@ def test_unreadable_files(tmp_path):
     ],
 )
 def test_malformed_config_is_one_clear_error(model_folder, tmp_path, field, value, message):
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
     folder = tmp_path / "bad"
     folder.mkdir()
-    (folder / "model.safetensors").symlink_to((model_folder / "model.safetensors").resolve())
     config = json.loads((model_folder / "config.json").read_text())
     config[field] = value
     (folder / "config.json").write_text(json.dumps(config))
+    with safe_open(str(model_folder / "model.safetensors"), "numpy") as f:
+        metadata = f.metadata() or {}
+        if "config" not in metadata:  # a Hugging Face folder: its config.json is the config
+            (folder / "model.safetensors").symlink_to((model_folder / "model.safetensors").resolve())
+        else:  # a converted file embeds its config
+            metadata["config"] = json.dumps(config)
+            save_file({k: f.get_tensor(k) for k in f.keys()}, str(folder / "model.safetensors"), metadata=metadata)
     with pytest.raises(ConfigError, match=message) as info:
         mlx_mimi.load(folder)
-    assert "config.json" in str(info.value) and "\n" not in str(info.value)
+    assert "\n" not in str(info.value)
     (folder / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not a readable JSON config"):
         mlx_mimi.load(folder)
@@ -200,3 +209,36 @@ def test_convert_refuses_to_overwrite_its_source(converted, tmp_path):
     with pytest.raises(MimiError, match="would overwrite its source"):
         convert(converted / "model.safetensors", converted)
     assert (converted / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_format_version_1_still_loads(converted, tmp_path, speech_long, model):
+    """Folders converted by mlx-mimi 0.1 (format 1: conv weights in MLX conv order) load to the same model."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    from mlx_mimi.config import MimiConfig
+    from mlx_mimi.weights import _seanet_modules
+
+    with safe_open(str(converted / "model.safetensors"), "numpy") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    config = MimiConfig.from_dict(json.loads(metadata["config"]))
+    for ours, (_, kind, stride) in _seanet_modules(config, "hf").items():
+        w = tensors[ours + ".weight"]
+        if kind == "conv" and stride > 1:  # (2 out, S in) -> (out, 2S, in)
+            n = w.shape[0] // 2
+            tensors[ours + ".weight"] = w.reshape(2, n, stride, -1).transpose(1, 0, 2, 3).reshape(n, 2 * stride, -1)
+        elif kind == "conv":  # (K out, in) -> (out, K, in)
+            k = {"init_conv": 7, "final_conv": 3, "conv1": 3}.get(ours.split(".")[-1], 1)
+            tensors[ours + ".weight"] = w.reshape(k, -1, w.shape[1]).transpose(1, 0, 2)
+        elif kind == "convtr":  # (K out, in) -> (K, out, in)
+            tensors[ours + ".weight"] = w.reshape(2 * stride, -1, w.shape[1])
+    (tmp_path / "v1").mkdir()
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}  # save_file ignores strides
+    save_file(tensors, str(tmp_path / "v1" / "model.safetensors"), metadata={**metadata, "format_version": "1"})
+    old = mlx_mimi.load(tmp_path / "v1")
+    pcm = speech_long[: 20 * FRAME + 3]
+    np.testing.assert_array_equal(np.array(old.encode(pcm)), np.array(model.encode(pcm)))
+    bad = dict(metadata, format_version="99")
+    save_file(tensors, str(tmp_path / "v1" / "model.safetensors"), metadata=bad)
+    with pytest.raises(WeightsError, match="newer than this mlx-mimi reads"):
+        mlx_mimi.load(tmp_path / "v1")

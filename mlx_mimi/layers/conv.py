@@ -2,13 +2,23 @@
 
 Every conv here takes ``(x, state)`` and returns ``(y, new_state)``. The state is the left context the next
 call needs: for a causal conv, the last ``k_eff - stride`` input samples; for a transposed conv, the part of
-the last output block that overlaps the next one. Offline processing is the same call from the initial
-state, so streaming equals offline by construction.
+the last output block that overlaps the next one. Offline processing runs the same layers from the initial
+state, in longer calls.
 
-Why matmuls: every strided conv in Mimi has kernel = 2 * stride, and every transposed conv too. Grouping the
-time axis into blocks of ``stride`` turns them into one matmul over pairs of adjacent blocks (encoder) or one
-matmul plus a two-block overlap-add (decoder). Matmuls are the fastest op MLX has on every backend, and this
-avoids MLX's slow CPU conv kernels and ``conv_transpose1d`` entirely.
+Why matmuls: MLX's CPU conv kernels are slow, and matmuls are the fastest op MLX has on every backend.
+Each weight is stored as the matrix its matmul uses, taps stacked on the output side ("output-side"):
+
+- stride 1, K taps: ``(K * out, in)``. One matmul of the padded input gives every tap's contribution at
+  every step, ``z = x @ W.T`` of width K * out; the conv is the sum of K time-shifted slices of z. Unlike
+  im2col (a K * in wide copy of the input), nothing K times the input is materialised: on the 24 kHz
+  residual convs of the SEANets this is 3.2x faster than im2col (AMD EPYC, OpenBLAS), 18x on the decoder's
+  64 -> 1 output conv. Where the input is much narrower than the output (the 1 -> 64 first conv), im2col's
+  copy is the smaller one and is used instead.
+- strided, kernel = 2 * stride (every strided conv in Mimi): the time axis grouped into blocks of
+  ``stride`` steps, ``(2 * out, stride * in)``: the first half of the taps acts on block t, the second on
+  block t + 1; one matmul and the sum of two shifted slices.
+- transposed (``ConvTranspose1d``), kernel = 2 * stride: ``(2 * stride * out, in)``; one matmul gives both
+  output blocks of each step, and block t of the output adds the second block of step t - 1.
 """
 
 from __future__ import annotations
@@ -19,20 +29,12 @@ import mlx.nn as nn
 from .linear import matmul
 
 
-def elu(x: mx.array) -> mx.array:
-    """ELU with alpha 1: max(x, expm1(min(x, 0))), since expm1(x) >= x everywhere.
-
-    A maximum instead of a select: on MLX's CPU backend ``where`` costs 4x a ``maximum`` pass.
-    """
-    return mx.maximum(x, mx.expm1(mx.minimum(x, 0)))
-
-
 class CausalConv1d(nn.Module):
     """Causal conv with the reference padding: left context ``k_eff - stride``, zero (or edge) padded.
 
-    Weight layout: MLX conv order ``(out, kernel, in)``. Strided convs must have kernel == 2 * stride.
-    ``pad_mode`` "replicate" (the downsample conv only) starts a stream by repeating its first sample
-    and pads a partial last block by repeating the last one.
+    Weight layout (see the module docstring): ``(kernel * out, in)`` for stride 1, ``(2 * out, stride * in)``
+    for strided convs, which must have kernel == 2 * stride. ``pad_mode`` "replicate" (the downsample conv
+    only) starts a stream by repeating its first sample and pads a partial last block by repeating the last one.
     """
 
     def __init__(
@@ -56,7 +58,12 @@ class CausalConv1d(nn.Module):
         self.stride = stride
         self.dilation = dilation
         self.pad_mode = pad_mode
-        self.weight = mx.zeros((out_channels, kernel_size, in_channels))
+        # im2col writes K * in values per step, the output-side product K * out: pick the smaller copy
+        self.im2col = stride == 1 and kernel_size > 1 and 4 * in_channels <= out_channels
+        if stride > 1:
+            self.weight = mx.zeros((2 * out_channels, stride * in_channels))
+        else:
+            self.weight = mx.zeros((kernel_size * out_channels, in_channels))
         if bias:
             self.bias = mx.zeros((out_channels,))
 
@@ -70,9 +77,6 @@ class CausalConv1d(nn.Module):
             return None
         return mx.zeros((batch_size, self.context, self.in_channels), dtype=dtype)
 
-    def _project(self, cols: mx.array) -> mx.array:
-        return matmul(cols, self.weight.reshape(self.out_channels, -1).T, self.get("bias"))
-
     def __call__(
         self, x: mx.array, state: mx.array | None, fresh: mx.array | None = None, final: bool = False
     ) -> tuple[mx.array, mx.array | None]:
@@ -82,30 +86,42 @@ class CausalConv1d(nn.Module):
         T must be a multiple of the stride unless ``final``.
         """
         ctx = self.context
-        if ctx == 0:
-            return self._project(x), None
+        bias = self.get("bias")
+        if ctx == 0:  # 1x1 conv
+            return matmul(x, self.weight.T, bias), None
         if self.pad_mode == "replicate" and fresh is not None:
             state = mx.where(fresh, mx.repeat(x[:, :1], ctx, axis=1), state)
         xp = mx.concatenate([state, x], axis=1)
         new_state = xp[:, -ctx:]
         if self.stride > 1:
-            extra = (-x.shape[1]) % self.stride
-            if extra and not final:
-                raise ValueError(f"input of {x.shape[1]} steps is not a multiple of the stride {self.stride}")
-            if extra:
-                if self.pad_mode == "replicate":
-                    pad = mx.repeat(xp[:, -1:], extra, axis=1)
-                else:
-                    pad = mx.zeros((xp.shape[0], extra, xp.shape[2]), dtype=xp.dtype)
-                xp = mx.concatenate([xp, pad], axis=1)
-            b, t, c = xp.shape
-            blocks = xp.reshape(b, t // self.stride, self.stride * c)
-            cols = mx.concatenate([blocks[:, :-1], blocks[:, 1:]], axis=-1)
-        else:
-            t = x.shape[1]
-            d = self.dilation
+            return self._strided(xp, x.shape[1], final, bias), new_state
+        t, d, n = x.shape[1], self.dilation, self.out_channels
+        if self.im2col:
             cols = mx.concatenate([xp[:, k * d : k * d + t] for k in range(self.kernel_size)], axis=-1)
-        return self._project(cols), new_state
+            w = self.weight.reshape(self.kernel_size, n, self.in_channels).transpose(1, 0, 2)
+            return matmul(cols, w.reshape(n, -1).T, bias), new_state
+        z = matmul(xp, self.weight.T)  # (B, T + (K-1) d, K * out): every tap at every step
+        y = z[:, :t, :n]
+        for k in range(1, self.kernel_size):
+            y = y + z[:, k * d : k * d + t, k * n : (k + 1) * n]
+        return (y + bias if bias is not None else y), new_state
+
+    def _strided(self, xp: mx.array, steps: int, final: bool, bias: mx.array | None) -> mx.array:
+        extra = (-steps) % self.stride
+        if extra and not final:
+            raise ValueError(f"input of {steps} steps is not a multiple of the stride {self.stride}")
+        if extra:
+            if self.pad_mode == "replicate":
+                pad = mx.repeat(xp[:, -1:], extra, axis=1)
+            else:
+                pad = mx.zeros((xp.shape[0], extra, xp.shape[2]), dtype=xp.dtype)
+            xp = mx.concatenate([xp, pad], axis=1)
+        b, t, c = xp.shape
+        blocks = xp.reshape(b, t // self.stride, self.stride * c)
+        z = matmul(blocks, self.weight.T)  # (B, L + 1, 2 * out): both halves of the taps at every block
+        n = self.out_channels
+        y = z[:, :-1, :n] + z[:, 1:, n:]
+        return y + bias if bias is not None else y
 
 
 def _overlap_add(z: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
@@ -121,7 +137,7 @@ def _overlap_add(z: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
 class ConvTranspose1d(nn.Module):
     """Causal transposed conv with kernel == 2 * stride, all ``K - S`` trimmed on the right.
 
-    Weight layout ``(kernel, out, in)``: one matmul ``x @ W.T`` yields both output blocks of each step.
+    Weight layout ``(kernel * out, in)``: one matmul ``x @ W.T`` yields both output blocks of each step.
     The state is the second block of the last step, without bias (so the bias is added once).
     """
 
@@ -130,7 +146,7 @@ class ConvTranspose1d(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
-        self.weight = mx.zeros((2 * stride, out_channels, in_channels))
+        self.weight = mx.zeros((2 * stride * out_channels, in_channels))
         if bias:
             self.bias = mx.zeros((out_channels,))
 
@@ -139,7 +155,7 @@ class ConvTranspose1d(nn.Module):
 
     def __call__(self, x: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
         b, n, _ = x.shape
-        z = matmul(x, self.weight.reshape(-1, self.in_channels).T)
+        z = matmul(x, self.weight.T)
         y, new_state = _overlap_add(z.reshape(b, n, 2, -1), state)
         y = y.reshape(b, n * self.stride, self.out_channels)
         if "bias" in self:

@@ -8,6 +8,9 @@ in float32, whatever the model dtype: a code is an argmin, and low precision wou
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import mlx.core as mx
 import mlx.nn as nn
 
@@ -78,12 +81,32 @@ class ResidualVQ(nn.Module):
 
 
 class SplitResidualVQ(nn.Module):
+    # Compiled searches kept per (input shape, codebooks): a chunk's 32 levels of small ops run as one
+    # compiled graph, ~2x faster offline (44.8 -> 23.7 ms per 32-frame chunk, 32 codebooks, AMD EPYC CPU).
+    # Shapes vary (last chunks, batch sizes), so the cache is a small LRU: an evicted compiled function
+    # releases its traces.
+    MAX_COMPILED = 16
+
     def __init__(self, config: MimiConfig):
         super().__init__()
         self.num_semantic = config.num_semantic_quantizers
         self.num_codebooks = config.num_quantizers
         self.semantic = ResidualVQ(config, config.num_semantic_quantizers)
         self.acoustic = ResidualVQ(config, config.num_acoustic_quantizers)
+        object.__setattr__(self, "_compiled", OrderedDict())  # not a parameter
+        object.__setattr__(self, "_compiled_lock", threading.Lock())
+
+    def encode_compiled(self, latent: mx.array, num_codebooks: int) -> mx.array:
+        """``encode`` through a compiled function for this input shape (same codes: the same graph)."""
+        key = (tuple(latent.shape), latent.dtype, num_codebooks)
+        with self._compiled_lock:
+            fn = self._compiled.pop(key, None)
+            if fn is None:
+                fn = mx.compile(lambda x: self.encode(x, num_codebooks))
+            self._compiled[key] = fn
+            while len(self._compiled) > self.MAX_COMPILED:
+                self._compiled.popitem(last=False)
+        return fn(latent)
 
     def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
         """latent (B, F, dim) -> codes (B, F, num_codebooks); semantic codebooks first."""

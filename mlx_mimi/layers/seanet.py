@@ -6,7 +6,8 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..config import MimiConfig
-from .conv import CausalConv1d, ConvTranspose1d, elu
+from .activations import elu
+from .conv import CausalConv1d, ConvTranspose1d
 
 State = list
 

@@ -13,6 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..config import MimiConfig
+from .activations import gelu
 from .linear import Dense
 
 
@@ -52,7 +53,7 @@ class MLP(nn.Module):
         self.fc2 = Dense(config.intermediate_size, config.hidden_size)
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.fc2(nn.gelu(self.fc1(x)))  # exact (erf) GELU, as the reference
+        return self.fc2(gelu(self.fc1(x)))
 
 
 class TransformerLayer(nn.Module):
