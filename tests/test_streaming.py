@@ -253,3 +253,16 @@ def test_stream_bad_input(model):
             model.stream_encoder(batch_size=bad)
         with pytest.raises(MimiError, match="batch_size"):
             model.stream_decoder(batch_size=bad)
+
+
+def test_codebook_search_needs_no_sort(model, long_pcm, monkeypatch):
+    """The search takes its two finalists by two argmins: argpartition is a full sort on Metal, 32 times per
+    frame. Every sorting op raises here, offline and in a stream."""
+    for name in ("argpartition", "argsort", "sort", "partition", "topk"):
+        monkeypatch.setattr(mx, name, lambda *a, _n=name, **k: pytest.fail(f"mx.{_n} called in the search"))
+    pcm = long_pcm[: 3 * FRAME + 7]
+    offline = np.array(model.encode(pcm, num_codebooks=32))
+    enc = model.stream_encoder(num_codebooks=32, batch_size=1)
+    streamed = np.concatenate([np.array(enc.step(pcm)), np.array(enc.flush())], axis=-1)
+    monkeypatch.undo()
+    assert_contract(model, pcm, streamed, offline, "search without sorts: stream vs offline")
