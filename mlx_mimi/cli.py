@@ -114,14 +114,16 @@ def _load(model: str, revision: str | None = None, dtype: str | None = None):
 class _Run:
     """A many-file run: planned outputs, resume, per-file failures, and the summary at the end."""
 
-    def __init__(self, inputs, output, out_dir, extensions, suffix: str, overwrite: bool, keep, guard=None):
+    def __init__(self, inputs, output, out_dir, extensions, suffix, overwrite, keep, guard=None, extra=()):
         """``keep(out)``: an existing output that a re-run may skip; ``guard(out)`` raises for an existing output
-        that must never be replaced (checked before any work)."""
+        that must never be replaced (checked before any work); ``extra``: items from a manifest."""
         from .corpus import expand_inputs, plan_outputs
 
         if output and out_dir:
             raise click.UsageError("give -o/--output or --out-dir, not both")
+        self.strict = False
         items, self.failures = expand_inputs(inputs, extensions)
+        items += list(extra)
         if not items:
             more = f" (and {len(self.failures) - 1} more)" if self.failures[1:] else ""
             raise FileNotFoundError(self.failures[0] + more)
@@ -148,6 +150,8 @@ class _Run:
         self.done = 0
 
     def fail(self, item, exc: BaseException) -> None:
+        if self.strict:
+            raise exc
         message = f"{item.path}: {_one_line(exc)}" if str(item.path) not in str(exc) else _one_line(exc)
         self.failures.append(message)
         ctx = click.get_current_context(silent=True)
@@ -182,42 +186,54 @@ class _Run:
             sys.exit(1)
 
 
-def _groups(run: _Run, sample_rate: int, batch_size: int):
-    """Yield lists of (item, out, pcm) of equal length (at most batch_size); unreadable files are reported."""
+def _batches(mimi, run: _Run, batch_seconds: float):
+    """Length-bucketed batches of the pending inputs (corpus.plan_batches), probed from their headers."""
+    from .corpus import plan_batches, probe
+
+    clips, problems = probe([item for item, _ in run.todo], mimi.sample_rate)
+    outputs = dict(run.todo)
+    for item, problem in problems:
+        run.fail(item, ValueError(problem))
+    batches = plan_batches(clips, int(batch_seconds * mimi.sample_rate))
+    return [[(clip.item, outputs[clip.item]) for clip in batch] for batch in batches]
+
+
+def _read_batch(mimi, run: _Run, batch):
+    """[(item, out, pcm)] of a batch's readable clips; unreadable ones are reported (or raise with --strict)."""
     from .audio import read_audio
 
-    group: list = []
-    for item, out in run.todo:
+    out = []
+    for item, target in batch:
         try:
-            pcm = read_audio(item.path, sample_rate)
+            out.append((item, target, read_audio(item.path, mimi.sample_rate)))
         except (ValueError, OSError) as exc:
             run.fail(item, exc)
-            continue
-        if group and (len(group) == batch_size or len(pcm) != len(group[0][2])):
-            yield group
-            group = []
-        group.append((item, out, pcm))
-    if group:
-        yield group
+    return out
 
 
-def _encode_files(mimi, run: _Run, num_codebooks: int, batch_size: int, desc: str, write) -> None:
-    """Encode every pending input, batching clips of equal length, and ``write(item, out, codes, n)`` each."""
+def _encode_files(mimi, run: _Run, num_codebooks: int, batch_seconds: float, desc: str, write) -> None:
+    """Encode every pending input in length-bucketed batches and ``write(item, out, codes, n)`` each.
+
+    ``encode_batch`` gives every clip the codes it gets alone (README: the determinism contract), so how
+    the clips are batched changes no code."""
     import numpy as np
 
+    batches = _batches(mimi, run, batch_seconds)
     bar = run.progress(desc)
     start, seconds = time.perf_counter(), 0.0
-    for group in _groups(run, mimi.sample_rate, batch_size):
-        # Batched clips get exactly the codes they get alone (per-clip matmuls: see layers/linear.py).
-        codes = np.array(mimi.encode(np.stack([pcm for *_, pcm in group]), num_codebooks=num_codebooks))
-        for row, (item, out, pcm) in zip(codes, group, strict=True):
+    for batch in batches:
+        clips = _read_batch(mimi, run, batch)
+        if not clips:
+            continue
+        codes = mimi.encode_batch([pcm for *_, pcm in clips], num_codebooks=num_codebooks)
+        for row, (item, out, pcm) in zip(codes, clips, strict=True):
             try:
-                write(item, out, row, len(pcm))
+                write(item, out, np.array(row), len(pcm))
                 run.done += 1
             except OSError as exc:
                 run.fail(item, exc)
             seconds += len(pcm) / mimi.sample_rate
-        bar.update(len(group))
+        bar.update(len(clips))
         bar.set_postfix_str(f"{seconds / max(time.perf_counter() - start, 1e-9):.1f} audio-s/s")
 
 
@@ -237,23 +253,63 @@ def _refuse_foreign(out: Path) -> None:
         raise FileExistsError(f"{out} exists and is not a Mimi codes file: not replacing it (choose another -o)")
 
 
-@files_command("codes file (.safetensors)")
+@main.command()
+@click.argument("inputs", nargs=-1)
+@click.option("--manifest", type=click.Path(dir_okay=False), help="inputs listed in a file: paths, or CSV/JSONL")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="codes file (.safetensors) for one input")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="folder for the codes files of many inputs")
+@click.option("--dataset", type=click.Path(file_okay=False), help="write a Parquet dataset here instead")
 @codebooks_option
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="clips per batch")
-def encode(inputs, output, out_dir, num_codebooks, batch_size, overwrite, model, revision):
-    """Audio files or folders (any format, rate, channels) -> codes files."""
-    from .codes import codes_file, save_codes
-    from .corpus import AUDIO_EXTENSIONS
+@click.option(
+    "--batch-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    callback=_finite,
+    default=120.0,
+    show_default=True,
+    help="padded audio per batch (a memory bound)",
+)
+@click.option("--shard-rows", type=click.IntRange(min=1), default=10_000, show_default=True, help="rows per shard")
+@click.option(
+    "--shard-mb", type=click.FloatRange(min=0, min_open=True), default=256.0, show_default=True, help="codes per shard"
+)
+@click.option("--strict", is_flag=True, help="stop at the first input that cannot be read")
+@click.option("--overwrite", is_flag=True, help="redo outputs that already exist")
+@model_option
+@revision_option
+def encode(inputs, manifest, output, out_dir, dataset, num_codebooks, batch_seconds, strict, overwrite, **kw):
+    """Audio files, folders (recursive) or globs (any format, rate, channels) -> codes files or a dataset.
 
-    run = _Run(inputs, output, out_dir, AUDIO_EXTENSIONS, ".safetensors", overwrite, _is_codes_file, _refuse_foreign)
+    \b
+    mimi encode talk.wav                          # -> talk.safetensors
+    mimi encode corpus/ --out-dir codes/          # one codes file per clip, mirroring the folders
+    mimi encode corpus/ --dataset out/ -n 32      # Parquet shards + index.json; re-run to resume
+    mlx.launch -n 2 -- mimi encode corpus/ --dataset out/ -n 32   # the same over 2 processes/hosts
+    """
+    from .corpus import AUDIO_EXTENSIONS, read_manifest
+
+    if not inputs and not manifest:
+        raise click.UsageError("give input files, folders or globs, or --manifest")
+    extra = read_manifest(manifest) if manifest else []
+    if dataset is not None:
+        if output or out_dir:
+            raise click.UsageError("--dataset writes shards: -o/--output and --out-dir do not apply")
+        from .dataset import encode_dataset
+
+        sys.exit(encode_dataset(inputs, extra, Path(dataset), num_codebooks, batch_seconds, strict=strict, **kw))
+    run = _Run(
+        inputs, output, out_dir, AUDIO_EXTENSIONS, ".safetensors", overwrite, _is_codes_file, _refuse_foreign, extra
+    )
+    run.strict = strict
     if run.todo:
-        mimi = _load(model, revision)
+        from .codes import codes_file, save_codes
+
+        mimi = _load(kw["model"], kw["revision"])
         k = mimi.check_num_codebooks(num_codebooks)
 
         def write(item, out, codes, n):
             save_codes(out, codes_file(mimi, codes, n, item.path.name))
 
-        _encode_files(mimi, run, k, batch_size, "encode", write)
+        _encode_files(mimi, run, k, batch_seconds, "encode", write)
     run.finish("encoded")
 
 
@@ -300,7 +356,7 @@ def roundtrip(inputs, output, out_dir, num_codebooks, pcm16, overwrite, model, r
         mimi = _load(model, revision)
         k = mimi.check_num_codebooks(num_codebooks)
         _encode_files(
-            mimi, run, k, 8, "roundtrip", lambda item, out, codes, n: _write_decoded(mimi, out, codes, n, pcm16)
+            mimi, run, k, 120.0, "roundtrip", lambda item, out, codes, n: _write_decoded(mimi, out, codes, n, pcm16)
         )
     run.finish("written")
 

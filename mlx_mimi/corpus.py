@@ -1,9 +1,9 @@
-"""Inputs for the many-file commands: expand files, folders and globs; plan outputs safely.
+"""Inputs of the many-file commands: files, folders, globs and manifests; safe outputs; batch plans.
 
 Every input gets an id: its path relative to the root it was found under (the folder given, the static
-prefix of a glob, or just the file name for a file given by name). Outputs under ``--out-dir`` mirror the
-ids, so ``d1/x.wav`` and ``d2/x.wav`` under two different roots are the only way two outputs can clash,
-and clashes are refused before any work, as is any output that is also an input.
+prefix of a glob, the file name for a file given by name, or the path as a manifest writes it). Outputs
+under ``--out-dir`` mirror the ids, and clashes are refused before any work, as is any output that is also
+an input. Clips are planned into length-bucketed batches once, deterministically, from their headers.
 """
 
 from __future__ import annotations
@@ -112,3 +112,78 @@ def plan_outputs(items: list[Item], output: str | None, out_dir: str | None, suf
 
 def _with_suffix(path: Path, suffix: str) -> Path:
     return path.with_name(path.stem + suffix) if path.suffix else path.with_name(path.name + suffix)
+
+
+# -- manifests ----------------------------------------------------------------------------------------------
+def read_manifest(path: str | Path) -> list[Item]:
+    """A list of inputs: one path per line (``#`` comments), or CSV / JSONL with a ``path`` column (and an
+    optional ``id``). Relative paths are relative to the manifest's folder; ids default to the path as written.
+    """
+    import csv
+    import json
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MimiError(f"{path}: cannot read the manifest ({exc})") from exc
+    entries: list[tuple[str, str | None]] = []
+    if path.suffix.lower() == ".jsonl":
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MimiError(f"{path}:{n}: not JSON ({exc})") from exc
+            if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+                raise MimiError(f'{path}:{n}: each line needs a "path" string')
+            entries.append((row["path"], row.get("id")))
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+        if not rows or "path" not in rows[0]:
+            raise MimiError(f"{path}: a CSV manifest needs a header with a 'path' column")
+        entries = [(row["path"], row.get("id") or None) for row in rows if row.get("path")]
+    else:
+        entries = [(line.strip(), None) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    items = []
+    for entry, item_id in entries:
+        file = Path(entry).expanduser()
+        items.append(Item(file if file.is_absolute() else path.parent / file, str(item_id or Path(entry).as_posix())))
+    return items
+
+
+# -- planning -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Clip:
+    item: Item
+    samples: int  # its length at the model's sample rate, from the file header (before resampling)
+
+
+def probe(items: list[Item], sample_rate: int) -> tuple[list[Clip], list[tuple[Item, str]]]:
+    """Lengths from the audio headers (no decoding): (clips, [(item, problem)] for the unreadable ones)."""
+    import soundfile as sf
+
+    clips, problems = [], []
+    for item in items:
+        try:
+            info = sf.info(str(item.path))
+            if info.frames <= 0:
+                raise ValueError("the file holds no audio (0 samples)")
+            clips.append(Clip(item, max(1, round(info.frames * sample_rate / info.samplerate))))
+        except Exception as exc:  # soundfile raises several types for non-audio files
+            problems.append((item, f"not a readable audio file ({str(exc).splitlines()[0] if str(exc) else exc})"))
+    return clips, problems
+
+
+def plan_batches(clips: list[Clip], max_samples: int) -> list[list[Clip]]:
+    """Length-bucketed batches, deterministically: clips sorted by (length, id), cut so that each batch's
+    padded size (clips x its longest clip) stays under ``max_samples`` (a memory bound, not a clip count).
+    The plan depends only on the clips, never on how many processes share it."""
+    batches: list[list[Clip]] = []
+    for clip in sorted(clips, key=lambda c: (c.samples, c.item.id)):
+        if batches and (len(batches[-1]) + 1) * clip.samples <= max_samples:
+            batches[-1].append(clip)
+        else:
+            batches.append([clip])
+    return batches

@@ -25,6 +25,8 @@ GPU_CHUNK_FRAMES = 256
 # At most this many clip-frames are in flight in one offline pass: a large batch runs as several passes of
 # whole clips. Per-clip matmuls (layers.linear) make the split invisible in the results.
 MAX_FRAMES_PER_PASS = 256
+# encode_batch/decode_batch group clips so that padding adds at most this share of computed frames.
+PAD_WASTE = 0.25
 # 2-D input whose second axis is at most this long, and shorter than the first, is (samples, channels).
 MAX_CHANNELS_GUESS = 16
 
@@ -98,13 +100,18 @@ class Mimi(nn.Module):
             "seanet": self.decoder.initial_state(batch_size, self.dtype),
         }
 
-    def latent_chunk(self, pcm: mx.array, state: dict, final: bool = False) -> tuple[mx.array, dict]:
+    def latent_chunk(
+        self, pcm: mx.array, state: dict, final: bool = False, valid: mx.array | None = None
+    ) -> tuple[mx.array, dict]:
         """pcm (B, T, 1) -> the quantizer's input latent (B, F, hidden). T is a multiple of the frame size
-        unless ``final``."""
-        x, seanet = self.encoder(pcm.astype(self.dtype), state["seanet"], final=final)
+        unless ``final``. ``valid`` (B,) int: samples of each clip of a right-padded batch in this chunk."""
+        if valid is None:
+            x, seanet = self.encoder(pcm.astype(self.dtype), state["seanet"], final=final)
+        else:
+            x, seanet, valid = self.encoder(pcm.astype(self.dtype), state["seanet"], final=final, valid=valid)
         fresh = state["transformer"]["pos"] == 0
         x, transformer = self.encoder_transformer(x, state["transformer"])
-        x, down = self.downsample(x, state["downsample"], fresh=fresh, final=final)
+        x, down = self.downsample(x, state["downsample"], fresh=fresh, final=final, valid=valid)
         return x, {"seanet": seanet, "transformer": transformer, "downsample": down}
 
     def encode_chunk(
@@ -135,15 +142,82 @@ class Mimi(nn.Module):
         pcm = self.check_audio(pcm)
         chunk = self._check_chunk_frames(chunk_frames)
 
-        def chunk_codes(x: mx.array, state: dict, final: bool):
-            latent, state = self.latent_chunk(x, state, final=final)
+        codes = self._in_passes(pcm, chunk, lambda clips: self._run_encoder(clips, chunk, self._codes_fn(k)))
+        return codes.transpose(0, 2, 1).astype(mx.int32)
+
+    def _codes_fn(self, k: int):
+        def chunk_codes(x: mx.array, state: dict, final: bool, valid: mx.array | None = None):
+            latent, state = self.latent_chunk(x, state, final=final, valid=valid)
             return self.quantizer.encode_compiled(latent, k), state
 
-        def run(clips: mx.array) -> mx.array:
-            return self._run_encoder(clips, chunk, chunk_codes)
+        return chunk_codes
 
-        codes = self._in_passes(pcm, chunk, run)
-        return codes.transpose(0, 2, 1).astype(mx.int32)
+    def encode_batch(
+        self, clips: Any, num_codebooks: int | None = None, chunk_frames: int | None = None
+    ) -> list[mx.array]:
+        """Clips of any lengths, a sequence of (T_i,) float arrays at 24 kHz -> codes, a list of (K, F_i) int32
+        with F_i = ceil(T_i / 1920), in the order given.
+
+        The clips run right-padded in batched passes (similar lengths together, memory bounded), and every
+        strided layer pads each clip's partial last frame as the reference pads that clip alone, so each
+        clip gets the codes ``encode`` gives it alone (under the README's determinism contract).
+        """
+        self._need("encoder")
+        k = self.check_num_codebooks(num_codebooks)
+        chunk = self._check_chunk_frames(chunk_frames)
+        pcms = self.check_clips(clips)
+        frames = [-(-len(p) // self.frame_size) for p in pcms]
+        out: list[mx.array | None] = [None] * len(pcms)
+        for group in self._clip_groups(frames, chunk):
+            lengths = [len(pcms[i]) for i in group]
+            batch = np.zeros((len(group), max(lengths)), np.float32)
+            for row, i in enumerate(group):
+                batch[row, : lengths[row]] = pcms[i]
+            pcm = mx.array(batch)[:, :, None]
+            codes = self._run_encoder(pcm, chunk, self._codes_fn(k), lengths=lengths)
+            codes = codes.transpose(0, 2, 1).astype(mx.int32)
+            for row, i in enumerate(group):
+                out[i] = codes[row, :, : frames[i]]
+        return out
+
+    def decode_batch(self, codes: Any, chunk_frames: int | None = None) -> list[mx.array]:
+        """A sequence of (K, F_i) integer codes (same K) -> audio, a list of (F_i * 1920,) float32 in the order
+        given. Clips run right-padded in batched passes; the decoder is causal, so padding never reaches a
+        clip's own frames."""
+        self._need("decoder")
+        chunk = self._check_chunk_frames(chunk_frames)
+        arrays = self.check_clip_codes(codes)
+        frames = [a.shape[1] for a in arrays]
+        out: list[mx.array | None] = [None] * len(arrays)
+        for group in self._clip_groups(frames, chunk):
+            batch = np.zeros((len(group), arrays[group[0]].shape[0], max(frames[i] for i in group)), np.int64)
+            for row, i in enumerate(group):
+                batch[row, :, : frames[i]] = arrays[i]
+            audio = self.decode(batch, chunk_frames=chunk)
+            for row, i in enumerate(group):
+                out[i] = audio[row, 0, : frames[i] * self.frame_size]
+        return out
+
+    @staticmethod
+    def _clip_groups(frames: list[int], chunk: int) -> list[list[int]]:
+        """Indices of clips in passes of similar lengths (shortest first): at most MAX_FRAMES_PER_PASS padded
+        clip-frames in flight per chunk, and at most PAD_WASTE more frames computed than the clips hold.
+        Deterministic for given lengths."""
+        order = sorted(range(len(frames)), key=lambda i: (frames[i], i))
+        groups: list[list[int]] = []
+        total = 0
+        for i in order:
+            if groups:
+                group = groups[-1]
+                in_flight = (len(group) + 1) * min(frames[i], chunk)  # sorted: frames[i] is the longest yet
+                padded = (len(group) + 1) * frames[i]
+                if in_flight <= max(MAX_FRAMES_PER_PASS, chunk) and padded <= (1 + PAD_WASTE) * (total + frames[i]):
+                    group.append(i)
+                    total += frames[i]
+                    continue
+            groups.append([i])
+            total = frames[i]
+        return groups
 
     def encode_latent(self, pcm: Any, chunk_frames: int | None = None) -> mx.array:
         """The quantizer's input: (B, ceil(T / 1920), hidden) float32, the latent every code is searched from."""
@@ -156,15 +230,24 @@ class Mimi(nn.Module):
 
         return self._in_passes(pcm, chunk, run).astype(mx.float32)
 
-    def _run_encoder(self, pcm: mx.array, chunk: int, fn) -> mx.array:
-        """pcm (B, T, 1) through ``fn(x, state, final)`` chunk by chunk, from a fresh state."""
+    def _run_encoder(self, pcm: mx.array, chunk: int, fn, lengths: list[int] | None = None) -> mx.array:
+        """pcm (B, T, 1) through ``fn(x, state, final[, valid])`` chunk by chunk, from a fresh state.
+
+        ``lengths``: each clip's own length in a right-padded batch (None: all are T long).
+        """
         t = pcm.shape[1]
         step = chunk * self.frame_size
         state = self.encoder_state(pcm.shape[0])
+        ends = None if lengths is None or min(lengths) == t else np.asarray(lengths)
         out = []
         with per_clip_matmuls():
             for start in range(0, t, step):
-                y, state = fn(pcm[:, start : start + step], state, start + step >= t)
+                final = start + step >= t
+                inside = None if ends is None else np.clip(ends - start, 0, step)
+                if inside is None or not ((inside > 0) & (inside < min(step, t - start))).any():
+                    y, state = fn(pcm[:, start : start + step], state, final)  # no clip ends inside this chunk
+                else:
+                    y, state = fn(pcm[:, start : start + step], state, final, mx.array(inside.astype(np.int32)))
                 mx.eval(y, state)
                 out.append(y)
         return mx.concatenate(out, axis=1) if len(out) > 1 else out[0]
@@ -256,6 +339,46 @@ class Mimi(nn.Module):
         if isinstance(arr, np.ndarray):
             arr = mx.array(arr.astype(np.float32, copy=False))
         return arr.reshape(shape[0], shape[1], 1)
+
+    def check_clips(self, clips: Any) -> list[np.ndarray]:
+        """A sequence of (T,) float clips -> float32 numpy arrays; MimiError naming the first bad clip."""
+        if isinstance(clips, (np.ndarray, mx.array)) or not hasattr(clips, "__len__"):
+            raise MimiError("clips must be a list of (T,) arrays (for one (B, T) array of equal lengths, use encode)")
+        if len(clips) == 0:
+            raise MimiError("no clips given")
+        out = []
+        for i, clip in enumerate(clips):
+            arr = np.array(clip.astype(mx.float32)) if isinstance(clip, mx.array) else np.asarray(clip)
+            if arr.ndim == 2 and arr.shape[0] == 1:
+                arr = arr[0]
+            try:
+                if arr.ndim != 1:
+                    raise MimiError(f"audio must have shape (T,), got {arr.shape}")
+                check_samples(arr)
+                if arr.size == 0:
+                    raise MimiError("audio is empty")
+            except MimiError as exc:
+                raise MimiError(f"clip {i}: {exc}") from None
+            out.append(arr.astype(np.float32, copy=False))
+        return out
+
+    def check_clip_codes(self, codes: Any) -> list[np.ndarray]:
+        """A sequence of (K, F_i) integer codes with the same K -> numpy arrays; MimiError naming the bad one."""
+        if isinstance(codes, (np.ndarray, mx.array)) or not hasattr(codes, "__len__") or len(codes) == 0:
+            raise MimiError("codes must be a non-empty list of (K, F) arrays")
+        out = []
+        for i, c in enumerate(codes):
+            arr = np.array(c) if isinstance(c, mx.array) else np.asarray(c)
+            try:
+                if arr.ndim != 2:
+                    raise MimiError(f"codes must have shape (K, F), got {arr.shape}")
+                self.check_codes(arr[None])
+                if out and arr.shape[0] != out[0].shape[0]:
+                    raise MimiError(f"{arr.shape[0]} codebooks where clip 0 has {out[0].shape[0]}")
+            except MimiError as exc:
+                raise MimiError(f"clip {i}: {exc}") from None
+            out.append(arr)
+        return out
 
     def check_codes(self, codes: Any, allow_empty: bool = False, validate_values: bool = True) -> mx.array:
         """(B, K, F) integer codes -> (B, F, K) uint32; raises MimiError on anything else.

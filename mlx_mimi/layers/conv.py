@@ -78,15 +78,24 @@ class CausalConv1d(nn.Module):
         return mx.zeros((batch_size, self.context, self.in_channels), dtype=dtype)
 
     def __call__(
-        self, x: mx.array, state: mx.array | None, fresh: mx.array | None = None, final: bool = False
+        self,
+        x: mx.array,
+        state: mx.array | None,
+        fresh: mx.array | None = None,
+        final: bool = False,
+        valid: mx.array | None = None,
     ) -> tuple[mx.array, mx.array | None]:
         """``x``: (B, T, C_in). ``fresh``: bool scalar, true at a stream's start (replicate mode only).
 
         ``final``: this is the stream's last call; pad a partial last block as the reference does.
-        T must be a multiple of the stride unless ``final``.
+        T must be a multiple of the stride unless ``final``. ``valid`` (B,) int: steps of ``x`` that belong to
+        each clip of a right-padded batch (the rest is padding); a strided conv then pads each clip's partial
+        last block as the reference pads it for that clip alone.
         """
         ctx = self.context
         bias = self.get("bias")
+        if valid is not None and self.stride > 1:
+            x = self._pad_after(x, valid)
         if ctx == 0:  # 1x1 conv
             return matmul(x, self.weight.T, bias), None
         if self.pad_mode == "replicate" and fresh is not None:
@@ -105,6 +114,17 @@ class CausalConv1d(nn.Module):
         for k in range(1, self.kernel_size):
             y = y + z[:, k * d : k * d + t, k * n : (k + 1) * n]
         return (y + bias if bias is not None else y), new_state
+
+    def _pad_after(self, x: mx.array, valid: mx.array) -> mx.array:
+        """Steps at or after ``valid[b]`` of clip b replaced by the reference's padding (zeros, or the last valid
+        step in replicate mode). Causal layers never look ahead, so only strided convs see the padding."""
+        keep = mx.arange(x.shape[1])[None, :, None] < valid[:, None, None]
+        if self.pad_mode == "replicate":
+            last = mx.maximum(valid - 1, 0)[:, None, None]
+            pad = mx.take_along_axis(x, mx.broadcast_to(last, (x.shape[0], 1, x.shape[2])), axis=1)
+        else:
+            pad = mx.zeros((1, 1, 1), dtype=x.dtype)
+        return mx.where(keep, x, pad)
 
     def _strided(self, xp: mx.array, steps: int, final: bool, bias: mx.array | None) -> mx.array:
         extra = (-steps) % self.stride

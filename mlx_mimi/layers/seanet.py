@@ -81,7 +81,11 @@ class SEANetEncoder(nn.Module):
             stride *= conv.stride
         return field
 
-    def __call__(self, x: mx.array, state: State, final: bool = False) -> tuple[mx.array, State]:
+    def __call__(
+        self, x: mx.array, state: State, final: bool = False, valid: mx.array | None = None
+    ) -> tuple[mx.array, State] | tuple[mx.array, State, mx.array]:
+        """``valid`` (B,) int: input steps that belong to each clip of a right-padded batch. With it, the call
+        also returns each clip's valid output steps (the strided convs' ceil(valid / stride))."""
         state = iter(state)
         new_state = []
 
@@ -94,9 +98,11 @@ class SEANetEncoder(nn.Module):
         for stage in self.stages:
             for block in stage.residuals:
                 x = run(block, x)
-            x = run(stage.downsample, elu(x), final=final)
+            x = run(stage.downsample, elu(x), final=final, valid=valid)
+            if valid is not None:
+                valid = (valid + stage.downsample.stride - 1) // stage.downsample.stride
         x = run(self.final_conv, elu(x))
-        return x, new_state
+        return (x, new_state) if valid is None else (x, new_state, valid)
 
 
 class DecoderStage(nn.Module):
