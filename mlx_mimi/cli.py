@@ -377,15 +377,32 @@ def _write_decoded(mimi, out, codes, num_samples: int | None, pcm16: bool) -> No
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--encoder-only", is_flag=True, help="keep only what encoding needs")
 @click.option("--decoder-only", is_flag=True, help="keep only what decoding needs")
+@click.option("--quantize", type=click.Choice(["2", "3", "4", "5", "6", "8"]), default=None, help="bits per weight")
+@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="64", show_default=True)
+@click.option("--keep-float", multiple=True, help="a layer (or prefix) to keep float, e.g. encoder.stages.0")
 @revision_option
-def convert(model, output, dtype, encoder_only, decoder_only, revision):
-    """Rewrite a checkpoint (any layout) in mlx-mimi's layout: faster to load."""
+def convert(model, output, dtype, encoder_only, decoder_only, quantize, group_size, keep_float, revision):
+    """Rewrite a checkpoint (any layout) in mlx-mimi's layout: faster to load, optionally quantized."""
     from .convert import convert as run
 
     if encoder_only and decoder_only:
         raise click.UsageError("--encoder-only and --decoder-only exclude each other")
-    out = run(model, output, dtype=dtype, encoder=not decoder_only, decoder=not encoder_only, revision=revision)
-    click.echo(f"wrote {out / 'model.safetensors'} and {out / 'config.json'}")
+    if keep_float and quantize is None:
+        raise click.UsageError("--keep-float applies with --quantize")
+    keep = tuple(name for entry in keep_float for name in entry.split(",") if name)
+    out = run(
+        model,
+        output,
+        dtype=dtype,
+        encoder=not decoder_only,
+        decoder=not encoder_only,
+        revision=revision,
+        quantize=int(quantize) if quantize else None,
+        group_size=int(group_size),
+        keep_float=keep,
+    )
+    size = (out / "model.safetensors").stat().st_size / 1e6
+    click.echo(f"wrote {out / 'model.safetensors'} ({size:.0f} MB) and {out / 'config.json'}")
 
 
 @main.command()
@@ -471,6 +488,9 @@ def info(model, revision):
     )
     halves = [h for h, on in (("encoder", c.has_encoder), ("decoder", c.has_decoder)) if on]
     click.echo(f"halves: {', '.join(halves)}")
+    q = c.quantization
+    if q:
+        click.echo(f"quantized: {q['bits']}-bit affine, group size {q['group_size']}, {len(q['modules'])} layers")
 
 
 if __name__ == "__main__":

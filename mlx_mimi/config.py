@@ -55,6 +55,8 @@ class MimiConfig:
     # Which halves a (converted) checkpoint carries; an encoder-only file cannot decode.
     has_encoder: bool = True
     has_decoder: bool = True
+    # A quantized converted checkpoint: {"bits", "group_size", "mode": "affine", "modules": [quantized layers]}.
+    quantization: dict | None = None
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -161,6 +163,8 @@ class MimiConfig:
             raise ConfigError("grouped-query attention is not used by Mimi and not supported")
         if self.pad_mode != "constant":
             raise ConfigError(f"only pad_mode 'constant' is supported, got {self.pad_mode!r}")
+        if self.quantization is not None:
+            _check_quantization(self.quantization)
 
     # -- (de)serialisation ------------------------------------------------------------------------------
     @classmethod
@@ -231,3 +235,15 @@ def _check_types(config: MimiConfig) -> None:
 
 def _type_name(kind: Any) -> str:
     return str(kind).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _check_quantization(q: dict) -> None:
+    bits, group, modules = q.get("bits"), q.get("group_size"), q.get("modules")
+    if bits not in (2, 3, 4, 5, 6, 8) or isinstance(bits, bool):
+        raise ConfigError(f"quantization bits must be one of 2, 3, 4, 5, 6, 8, got {bits!r}")
+    if group not in (32, 64, 128) or isinstance(group, bool):
+        raise ConfigError(f"quantization group_size must be 32, 64 or 128, got {group!r}")
+    if q.get("mode", "affine") != "affine":
+        raise ConfigError(f"only affine quantization is supported, got mode {q.get('mode')!r}")
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise ConfigError("quantization modules must be a list of layer names")

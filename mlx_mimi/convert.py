@@ -19,7 +19,7 @@ from .atomic import atomic_write
 from .corpus import same_file
 from .errors import MimiError
 from .hub import resolve
-from .weights import FORMAT_NAME, FORMAT_VERSION, dtype_name, load_resolved, parse_dtype
+from .weights import FORMAT_NAME, FORMAT_VERSION, dtype_name, load_resolved, parse_dtype, quantize_model
 
 
 def convert(
@@ -30,11 +30,15 @@ def convert(
     decoder: bool = True,
     revision: str | None = None,
     cache_dir: str | None = None,
+    quantize: int | None = None,
+    group_size: int = 64,
+    keep_float: tuple[str, ...] = (),
 ) -> Path:
     """Convert ``model`` (hub id, folder or file, any layout) into the folder ``output``; return it.
 
     ``encoder=False`` or ``decoder=False`` drops that half (a tokenizer needs only the encoder). Codebooks
-    stay float32 in every dtype: the search runs in float32.
+    stay float32 in every dtype: the search runs in float32. ``quantize`` (bits) quantizes every weight
+    matrix it can (``weights.quantize_model``) and records it in the config, so the folder loads quantized.
     """
     if not (encoder or decoder):
         raise MimiError("keep at least one of the encoder and the decoder")
@@ -45,7 +49,10 @@ def convert(
         for source in (resolved.weights, resolved.config):
             if source is not None and same_file(target, source):
                 raise MimiError(f"converting {model} into {out} would overwrite its source {source}: choose another -o")
-    return write_converted(load_resolved(resolved, dtype=dtype), out, encoder=encoder, decoder=decoder)
+    mimi = load_resolved(resolved, dtype=dtype)
+    if quantize is not None:
+        quantize_model(mimi, quantize, group_size, tuple(keep_float))
+    return write_converted(mimi, out, encoder=encoder, decoder=decoder)
 
 
 def write_converted(mimi, output: str | Path, encoder: bool = True, decoder: bool = True) -> Path:

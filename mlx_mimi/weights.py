@@ -18,6 +18,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from .config import MimiConfig
 from .errors import MimiError, WeightsError
+from .layers.linear import QUANT_BITS, QUANT_GROUP_SIZES, WeightMatrix
 from .model import Mimi
 
 HF, ORIGINAL, CONVERTED = "hf", "original", "mlx-mimi"
@@ -265,6 +266,7 @@ def _first_of(names: list[str]) -> str:
 def load_into(model: Mimi, weights: dict[str, np.ndarray]) -> Mimi:
     """Strict load: every parameter present with its exact shape, nothing left over."""
     expected = dict(tree_flatten(model.parameters()))
+    _check_quantization_matches(model, expected, weights)
     missing = sorted(set(expected) - set(weights))
     if missing:
         raise WeightsError(f"missing tensor {_first_of(missing)}")
@@ -276,12 +278,86 @@ def load_into(model: Mimi, weights: dict[str, np.ndarray]) -> Mimi:
         w = weights[name]
         if tuple(w.shape) != tuple(ref.shape):
             raise WeightsError(f"tensor {name!r} has shape {tuple(w.shape)}, expected {tuple(ref.shape)}")
-        keep_f32 = name.startswith("quantizer.")  # the search runs in float32 whatever the model dtype
         arr = w if isinstance(w, mx.array) else mx.array(np.ascontiguousarray(w))
-        params.append((name, arr.astype(mx.float32 if keep_f32 else model.dtype)))
+        if mx.issubdtype(ref.dtype, mx.floating):  # packed quantized weights stay uint32
+            keep_f32 = name.startswith("quantizer.")  # the search runs in float32 whatever the model dtype
+            arr = arr.astype(mx.float32 if keep_f32 else model.dtype)
+        elif arr.dtype != ref.dtype:
+            raise WeightsError(f"tensor {name!r} has dtype {arr.dtype}, expected {ref.dtype}")
+        params.append((name, arr))
     model.update(tree_unflatten(params))
     mx.eval(model.parameters())
     return model
+
+
+def _check_quantization_matches(model: Mimi, expected: dict, weights: dict) -> None:
+    """One clear error where the file's quantized layers and the config's disagree."""
+    q = model.config.quantization
+    for name in sorted(weights):
+        if name.endswith(".scales") and name not in expected:
+            raise WeightsError(f"tensor {name!r}: the file holds this layer quantized, the config has it float")
+    for name in sorted(expected):
+        if not name.endswith(".scales"):
+            continue
+        if name not in weights:
+            raise WeightsError(
+                f"tensor {name[: -len('scales')]}weight is float in the file, but the config quantizes it "
+                f"({q['bits']} bits, group size {q['group_size']})"
+            )
+        got, want = tuple(weights[name].shape), tuple(expected[name].shape)
+        if got != want:
+            inputs = want[1] * q["group_size"]
+            raise WeightsError(
+                f"tensor {name!r} has shape {got}, expected {want}: quantized with group size "
+                f"{inputs // max(got[1], 1)}, not the config's {q['group_size']}"
+            )
+
+
+def quantizable_layers(model: Mimi, group_size: int, keep_float: tuple[str, ...] = ()) -> dict[str, WeightMatrix]:
+    """The layers a quantization of ``group_size`` covers: every weight matrix whose input width it divides.
+
+    Never: the codebooks and the RVQ projections (the search runs in float32), norms, biases, LayerScale, the
+    depthwise upsample (not a matmul), the first conv (1 input channel, 448 weights, im2col) and any layer
+    named in ``keep_float`` (a prefix matches every layer under it)."""
+    out = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, WeightMatrix) or not module.quantizable(group_size):
+            continue
+        if any(name == k or name.startswith(k + ".") for k in keep_float):
+            continue
+        out[name] = module
+    return out
+
+
+def quantize_model(model: Mimi, bits: int, group_size: int = 64, keep_float: tuple[str, ...] = ()) -> Mimi:
+    """Quantize a float model in place (MLX affine kernels) and record it in ``model.config.quantization``."""
+    if model.config.quantization is not None:
+        raise MimiError("this model is already quantized")
+    if bits not in QUANT_BITS or isinstance(bits, bool):
+        raise MimiError(f"quantize must be one of {', '.join(map(str, QUANT_BITS))} bits, got {bits!r}")
+    if group_size not in QUANT_GROUP_SIZES or isinstance(group_size, bool):
+        raise MimiError(f"group_size must be one of {', '.join(map(str, QUANT_GROUP_SIZES))}, got {group_size!r}")
+    names = {n for n, _ in model.named_modules()}
+    unknown = [k for k in keep_float if k not in names]
+    if unknown:
+        raise MimiError(f"keep_float names no layer: {', '.join(unknown)}")
+    layers = quantizable_layers(model, group_size, keep_float)
+    for layer in layers.values():
+        layer.quantize(group_size, bits)
+    mx.eval(model.parameters())
+    model.config.quantization = {"bits": bits, "group_size": group_size, "mode": "affine", "modules": sorted(layers)}
+    return model
+
+
+def _expect_quantized(model: Mimi) -> None:
+    """Shape the listed layers' parameters as quantized, for a strict load of a quantized converted file."""
+    q = model.config.quantization
+    modules = dict(model.named_modules())
+    for name in q["modules"]:
+        layer = modules.get(name)
+        if not isinstance(layer, WeightMatrix) or not layer.quantizable(q["group_size"]):
+            raise WeightsError(f"config quantizes {name!r}, which is not a quantizable layer of this model")
+        layer.expect_quantized(q["group_size"], q["bits"], model.dtype)
 
 
 _DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
@@ -307,17 +383,24 @@ def load_model(
     dtype: str | mx.Dtype | None = None,
     revision: str | None = None,
     cache_dir: str | None = None,
+    quantize: int | None = None,
+    group_size: int = 64,
+    keep_float: tuple[str, ...] = (),
 ) -> Mimi:
     """Load Mimi from a hub repo id, a local folder or a .safetensors file, in any supported layout.
 
     The config comes from the checkpoint: a converted file embeds it; a Hugging Face layout needs its
     config.json (an error without it); Kyutai's original file never has one and is ``kyutai/mimi``'s
-    architecture (``MimiConfig()``'s defaults).
+    architecture (``MimiConfig()``'s defaults). A quantized converted folder loads quantized, with no flags;
+    ``quantize=8`` (or 4, ...) quantizes a float checkpoint on load (``weights.quantize_model``).
     """
     from .hub import resolve
 
     parse_dtype(dtype)  # before any I/O: a bad argument fails at once
-    return load_resolved(resolve(model, revision=revision, cache_dir=cache_dir), dtype)
+    mimi = load_resolved(resolve(model, revision=revision, cache_dir=cache_dir), dtype)
+    if quantize is not None:
+        quantize_model(mimi, quantize, group_size, tuple(keep_float))
+    return mimi
 
 
 def load_resolved(resolved, dtype: str | mx.Dtype | None = None) -> Mimi:
@@ -332,6 +415,8 @@ def load_resolved(resolved, dtype: str | mx.Dtype | None = None) -> Mimi:
     stored = parse_dtype(metadata.get("dtype")) if layout == CONVERTED else None
     target = requested or stored or mx.float32
     mimi = Mimi(config, dtype=target)
+    if config.quantization is not None:
+        _expect_quantized(mimi)
     if layout == CONVERTED:
         weights = upgrade_converted(arrays, config, metadata.get("format_version", "1"))  # ours: no numpy trip
     else:

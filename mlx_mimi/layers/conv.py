@@ -26,10 +26,10 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from .linear import matmul
+from .linear import WeightMatrix, matmul
 
 
-class CausalConv1d(nn.Module):
+class CausalConv1d(WeightMatrix):
     """Causal conv with the reference padding: left context ``k_eff - stride``, zero (or edge) padded.
 
     Weight layout (see the module docstring): ``(kernel * out, in)`` for stride 1, ``(2 * out, stride * in)``
@@ -67,6 +67,9 @@ class CausalConv1d(nn.Module):
         if bias:
             self.bias = mx.zeros((out_channels,))
 
+    def quantizable(self, group_size: int) -> bool:
+        return not self.im2col and super().quantizable(group_size)  # im2col multiplies by a reshaped weight
+
     @property
     def context(self) -> int:
         """Input samples carried from one call to the next (``k_eff - stride``)."""
@@ -97,7 +100,7 @@ class CausalConv1d(nn.Module):
         if valid is not None and self.stride > 1:
             x = self._pad_after(x, valid)
         if ctx == 0:  # 1x1 conv
-            return matmul(x, self.weight.T, bias), None
+            return self.product(x, bias), None
         if self.pad_mode == "replicate" and fresh is not None:
             state = mx.where(fresh, mx.repeat(x[:, :1], ctx, axis=1), state)
         xp = mx.concatenate([state, x], axis=1)
@@ -109,7 +112,7 @@ class CausalConv1d(nn.Module):
             cols = mx.concatenate([xp[:, k * d : k * d + t] for k in range(self.kernel_size)], axis=-1)
             w = self.weight.reshape(self.kernel_size, n, self.in_channels).transpose(1, 0, 2)
             return matmul(cols, w.reshape(n, -1).T, bias), new_state
-        z = matmul(xp, self.weight.T)  # (B, T + (K-1) d, K * out): every tap at every step
+        z = self.product(xp)  # (B, T + (K-1) d, K * out): every tap at every step
         y = z[:, :t, :n]
         for k in range(1, self.kernel_size):
             y = y + z[:, k * d : k * d + t, k * n : (k + 1) * n]
@@ -138,7 +141,7 @@ class CausalConv1d(nn.Module):
             xp = mx.concatenate([xp, pad], axis=1)
         b, t, c = xp.shape
         blocks = xp.reshape(b, t // self.stride, self.stride * c)
-        z = matmul(blocks, self.weight.T)  # (B, L + 1, 2 * out): both halves of the taps at every block
+        z = self.product(blocks)  # (B, L + 1, 2 * out): both halves of the taps at every block
         n = self.out_channels
         y = z[:, :-1, :n] + z[:, 1:, n:]
         return y + bias if bias is not None else y
@@ -154,7 +157,7 @@ def _overlap_add(z: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
     return first + prev, second[:, -1:]
 
 
-class ConvTranspose1d(nn.Module):
+class ConvTranspose1d(WeightMatrix):
     """Causal transposed conv with kernel == 2 * stride, all ``K - S`` trimmed on the right.
 
     Weight layout ``(kernel * out, in)``: one matmul ``x @ W.T`` yields both output blocks of each step.
@@ -175,7 +178,7 @@ class ConvTranspose1d(nn.Module):
 
     def __call__(self, x: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
         b, n, _ = x.shape
-        z = matmul(x, self.weight.T)
+        z = self.product(x)
         y, new_state = _overlap_add(z.reshape(b, n, 2, -1), state)
         y = y.reshape(b, n * self.stride, self.out_channels)
         if "bias" in self:

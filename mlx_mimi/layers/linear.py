@@ -1,4 +1,4 @@
-"""Dense products: the one place where mlx-mimi multiplies activations by a weight matrix.
+"""Dense products: the one place where mlx-mimi multiplies activations by a weight matrix, float or quantized.
 
 Batch invariance. MLX folds a (B, T, K) @ (K, N) product into one (B*T, K) matmul. A BLAS may pick another
 kernel (and so another summation order) for another row count: on x86 OpenBLAS, small row counts take
@@ -44,8 +44,52 @@ def matmul(x: mx.array, w_t: mx.array, bias: mx.array | None = None) -> mx.array
     return x @ w_t
 
 
-class Dense(nn.Module):
-    """A linear layer, weight (out, in) as in PyTorch, through ``matmul``."""
+QUANT_BITS = (2, 3, 4, 5, 6, 8)
+QUANT_GROUP_SIZES = (32, 64, 128)
+
+
+class WeightMatrix(nn.Module):
+    """A layer whose weight is one (out, in) matrix, applied as ``x @ W.T``.
+
+    Float, or quantized with MLX's own affine kernels (``mx.quantize`` / ``mx.quantized_matmul``): then the layer
+    holds ``weight`` packed in uint32, ``scales`` and ``biases`` per ``group_size`` inputs, like
+    ``nn.QuantizedLinear``. Quantized matmuls need no per-clip shapes: they compute every row alone.
+    """
+
+    group_size = 0
+    bits = 0
+
+    @property
+    def quantized(self) -> bool:
+        return "scales" in self
+
+    def quantizable(self, group_size: int) -> bool:
+        return self.weight.ndim == 2 and self.weight.shape[-1] % group_size == 0
+
+    def product(self, x: mx.array, bias: mx.array | None = None) -> mx.array:
+        if "scales" not in self:
+            return matmul(x, self.weight.T, bias)
+        y = mx.quantized_matmul(
+            x, self.weight, self.scales, self.biases, transpose=True, group_size=self.group_size, bits=self.bits
+        )
+        return y if bias is None else y + bias
+
+    def quantize(self, group_size: int, bits: int) -> None:
+        """Quantize this layer's float weight in place."""
+        self.weight, self.scales, self.biases = mx.quantize(self.weight, group_size=group_size, bits=bits)
+        self.group_size, self.bits = group_size, bits
+
+    def expect_quantized(self, group_size: int, bits: int, dtype: mx.Dtype) -> None:
+        """Placeholders shaped as a quantized weight, for a strict load of quantized tensors (nothing computed)."""
+        out, cin = self.weight.shape
+        self.weight = mx.zeros((out, cin * bits // 32), dtype=mx.uint32)
+        self.scales = mx.zeros((out, cin // group_size), dtype=dtype)
+        self.biases = mx.zeros((out, cin // group_size), dtype=dtype)
+        self.group_size, self.bits = group_size, bits
+
+
+class Dense(WeightMatrix):
+    """A linear layer, weight (out, in) as in PyTorch."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False):
         super().__init__()
@@ -54,4 +98,4 @@ class Dense(nn.Module):
             self.bias = mx.zeros((out_features,))
 
     def __call__(self, x: mx.array) -> mx.array:
-        return matmul(x, self.weight.T, self.get("bias"))
+        return self.product(x, self.get("bias"))
