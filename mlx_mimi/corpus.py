@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MimiError
+from .errors import AudioError, MimiError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aiff", ".aif", ".au", ".caf", ".w64", ".m4a")
 CODES_EXTENSIONS = (".safetensors", ".npy")
@@ -160,8 +160,8 @@ class Clip:
     samples: int  # its length at the model's sample rate, from the file header (before resampling)
 
 
-def probe(items: list[Item], sample_rate: int) -> tuple[list[Clip], list[tuple[Item, str]]]:
-    """Lengths from the audio headers (no decoding): (clips, [(item, problem)] for the unreadable ones)."""
+def probe(items: list[Item], sample_rate: int) -> tuple[list[Clip], list[tuple[Item, AudioError]]]:
+    """Lengths from the audio headers (no decoding): (clips, [(item, error)] for the unreadable ones)."""
     import soundfile as sf
 
     clips, problems = [], []
@@ -172,7 +172,10 @@ def probe(items: list[Item], sample_rate: int) -> tuple[list[Clip], list[tuple[I
                 raise ValueError("the file holds no audio (0 samples)")
             clips.append(Clip(item, max(1, round(info.frames * sample_rate / info.samplerate))))
         except Exception as exc:  # soundfile raises several types for non-audio files
-            problems.append((item, f"not a readable audio file ({str(exc).splitlines()[0] if str(exc) else exc})"))
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            error = AudioError(f"{item.path}: not a readable audio file ({reason})")
+            error.__cause__ = exc  # keeps the traceback for --debug
+            problems.append((item, error))
     return clips, problems
 
 

@@ -219,9 +219,9 @@ def encode_dataset(
     k = mimi.check_num_codebooks(num_codebooks)
     clips, unreadable = probe(todo, mimi.sample_rate)
     if ranks.rank == 0:
-        errors += [{"id": item.id, "path": str(item.path), "error": msg} for item, msg in unreadable]
+        errors += [{"id": item.id, "path": str(item.path), "error": str(error)} for item, error in unreadable]
     if strict and (problems or unreadable):  # the same on every rank: all probe the whole corpus
-        raise MimiError((problems + [f"{item.path}: {msg}" for item, msg in unreadable])[0])
+        raise MimiError((problems + [str(error) for _, error in unreadable])[0])
     batches = ranks.share(plan_batches(clips, int(batch_seconds * mimi.sample_rate)))
     source = mimi.source
     metadata = {

@@ -147,7 +147,7 @@ def test_a_bad_file_is_skipped_and_summarised(model_dir, tmp_path, speech_long, 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["encode"], "Missing argument 'INPUTS"),
+        (["encode"], "give input files, folders or globs, or --manifest"),
         (["encode", "x.wav", "--bogus"], "No such option"),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
         (["encode", "x.wav", "--batch-size", "0"], "--batch-size"),
