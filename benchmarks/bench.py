@@ -348,7 +348,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 5; --quick 2)")
     ap.add_argument("--frames", type=int, default=None, help="streaming steps timed (default 200; --quick 50)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every worker")
-    ap.add_argument("--dtype", default="float32", help="mlx-mimi's dtype (the torch references stay float32)")
+    ap.add_argument(
+        "--variants",
+        default="float32",
+        help="mlx-mimi variants, each in its own process: float32, bfloat16, float16, q8, q4 (quantized on load,"
+        " SEANets float), q8-all, q4-all; the torch references stay float32",
+    )
     ap.add_argument("--anchor-python", default=None, help="python of a venv with moshi_mlx and rustymimi")
     ap.add_argument("--stream-minutes", type=float, default=0, help="also: mlx-mimi RSS after N minutes streamed")
     ap.add_argument("--memory-only", action="store_true", help="only the --stream-minutes measurement")
@@ -380,9 +385,12 @@ def main() -> None:
     plan: list[tuple[str, Worker]] = []  # (role, worker)
     if not args.memory_only:
         for impl in IMPLS:
-            if impl in only:
-                extra = ["--seconds", seconds] + (["--dtype", args.dtype] if impl == "mlx-mimi" else [])
-                plan.append(("main", py_worker(impl, impl, "offline,stream", extra)))
+            if impl not in only:
+                continue
+            for variant in args.variants.split(",") if impl == "mlx-mimi" else ["float32"]:
+                title = impl if variant == "float32" else f"{impl} {variant}"
+                extra = ["--seconds", seconds] + (["--dtype", variant] if impl == "mlx-mimi" else [])
+                plan.append(("main", py_worker(impl, title, "offline,stream", extra)))
         for impl in ANCHORS:
             if impl not in only:
                 continue
@@ -399,7 +407,7 @@ def main() -> None:
             extra = ["--seconds", secs, "--repeats", str(reps), "--batches", "1"]  # the anchors stream at B = 1
             plan.append(("main", py_worker(impl, impl, "offline,stream", extra, args.anchor_python, "anchors_venv.py")))
         if "mlx-mimi" in only:
-            plan.append(("load", py_worker("mlx-mimi", "mlx-mimi (load time)", "load", ["--dtype", args.dtype])))
+            plan.append(("load", py_worker("mlx-mimi", "mlx-mimi (load time)", "load", ["--dtype", "float32"])))
             if not args.quick and not args.no_blas_compare and platform.system() == "Linux":
                 extra = ["--seconds", str(BLAS_CLIP), "--codebooks", "8", "--repeats", str(min(repeats, 2))]
                 off = child_env(args.threads, MLX_MIMI_BLAS="off")
@@ -407,7 +415,7 @@ def main() -> None:
                     ("blas", py_worker("mlx-mimi", "mlx-mimi (bundled BLAS)", "offline", extra, worker_env=off))
                 )
     if args.stream_minutes or args.memory_only:
-        extra = ["--stream-minutes", str(args.stream_minutes or 60), "--dtype", args.dtype]
+        extra = ["--stream-minutes", str(args.stream_minutes or 60), "--dtype", "float32"]
         plan.append(("memory", py_worker("mlx-mimi", "mlx-mimi (memory while streaming)", "memory", extra)))
 
     done: dict[str, list[dict]] = {}

@@ -68,7 +68,7 @@ def run_mlx_mimi(args, weights: Path) -> dict:
         return result
 
     start = time.perf_counter()
-    model = mlx_mimi.load(layouts["converted"], dtype=args.dtype)
+    model = load_variant(mlx_mimi, layouts["converted"], args.dtype)
     result["load_once_s"] = time.perf_counter() - start
     if "offline" in parts:
         offline_rows(
@@ -99,6 +99,15 @@ def run_mlx_mimi(args, weights: Path) -> dict:
     if "memory" in parts:
         stream_memory(model, args.stream_minutes, result)
     return result
+
+
+def load_variant(mlx_mimi, path: Path, variant: str):
+    """float32 / bfloat16 / float16, or q8, q4 (quantized on load, SEANets float), q8-all, q4-all."""
+    if variant.startswith("q"):
+        bits, _, scope = variant[1:].partition("-")
+        keep = () if scope == "all" else mlx_mimi.weights.DEFAULT_KEEP_FLOAT
+        return mlx_mimi.load(path, quantize=int(bits), keep_float=keep)
+    return mlx_mimi.load(path, dtype=variant)
 
 
 def stream_memory(model, minutes: float, result: dict) -> None:

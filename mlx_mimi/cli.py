@@ -152,7 +152,9 @@ class _Run:
     def fail(self, item, exc: BaseException) -> None:
         if self.strict:
             raise exc
-        message = f"{item.path}: {_one_line(exc)}" if str(item.path) not in str(exc) else _one_line(exc)
+        message = _one_line(exc)
+        if not message.startswith(str(item.path)):
+            message = f"{item.path}: {message}"
         self.failures.append(message)
         ctx = click.get_current_context(silent=True)
         if ctx is not None and (ctx.find_root().obj or {}).get("debug"):
@@ -192,8 +194,8 @@ def _batches(mimi, run: _Run, batch_seconds: float):
 
     clips, problems = probe([item for item, _ in run.todo], mimi.sample_rate)
     outputs = dict(run.todo)
-    for item, problem in problems:
-        run.fail(item, ValueError(problem))
+    for item, error in problems:
+        run.fail(item, error)
     batches = plan_batches(clips, int(batch_seconds * mimi.sample_rate))
     return [[(clip.item, outputs[clip.item]) for clip in batch] for batch in batches]
 
@@ -379,7 +381,11 @@ def _write_decoded(mimi, out, codes, num_samples: int | None, pcm16: bool) -> No
 @click.option("--decoder-only", is_flag=True, help="keep only what decoding needs")
 @click.option("--quantize", type=click.Choice(["2", "3", "4", "5", "6", "8"]), default=None, help="bits per weight")
 @click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="64", show_default=True)
-@click.option("--keep-float", multiple=True, help="a layer (or prefix) to keep float, e.g. encoder.stages.0")
+@click.option(
+    "--keep-float",
+    multiple=True,
+    help="layers (or prefixes) kept float; default: encoder,decoder (the SEANets); 'none' quantizes all",
+)
 @revision_option
 def convert(model, output, dtype, encoder_only, decoder_only, quantize, group_size, keep_float, revision):
     """Rewrite a checkpoint (any layout) in mlx-mimi's layout: faster to load, optionally quantized."""
@@ -389,7 +395,10 @@ def convert(model, output, dtype, encoder_only, decoder_only, quantize, group_si
         raise click.UsageError("--encoder-only and --decoder-only exclude each other")
     if keep_float and quantize is None:
         raise click.UsageError("--keep-float applies with --quantize")
-    keep = tuple(name for entry in keep_float for name in entry.split(",") if name)
+    from .weights import DEFAULT_KEEP_FLOAT
+
+    keep = tuple(name for entry in keep_float for name in entry.split(",") if name) or DEFAULT_KEEP_FLOAT
+    keep = () if keep == ("none",) else keep
     out = run(
         model,
         output,

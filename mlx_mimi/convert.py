@@ -19,7 +19,15 @@ from .atomic import atomic_write
 from .corpus import same_file
 from .errors import MimiError
 from .hub import resolve
-from .weights import FORMAT_NAME, FORMAT_VERSION, dtype_name, load_resolved, parse_dtype, quantize_model
+from .weights import (
+    DEFAULT_KEEP_FLOAT,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    dtype_name,
+    load_resolved,
+    parse_dtype,
+    quantize_model,
+)
 
 
 def convert(
@@ -32,7 +40,7 @@ def convert(
     cache_dir: str | None = None,
     quantize: int | None = None,
     group_size: int = 64,
-    keep_float: tuple[str, ...] = (),
+    keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT,
 ) -> Path:
     """Convert ``model`` (hub id, folder or file, any layout) into the folder ``output``; return it.
 
