@@ -24,22 +24,58 @@ AUDIO_ATOL = 1e-5
 
 @dataclass
 class Chain:
-    """One residual chain of a quantizer: codebooks ``first .. first + len(books)`` searched in turn."""
+    """One residual chain of a quantizer: codebooks ``first ..`` searched in turn from ``proj @ latent``.
+
+    In the chain topology (the 9-codebook variant) a stage's chain continues into the next stage: ``then``
+    reads ``latent - out_proj @ (sum of this stage's chosen entries)``, so a flip in one stage propagates
+    into the codes of the stages after it, and is judged as one chain.
+    """
 
     first: int  # index of its first codebook in the code array
     proj: np.ndarray  # (vq_dim, hidden) input projection applied to the latent, float64
     books: list[np.ndarray]  # (codebook_size, vq_dim) float64 each
+    out_proj: np.ndarray | None = None  # (hidden, vq_dim): this stage's output projection, where ``then`` follows
+    then: Chain | None = None
+
+    def levels(self) -> int:
+        return len(self.books) + (self.then.levels() if self.then is not None else 0)
+
+    def walk(self, latent: np.ndarray, codes):
+        """(level, residual, codebook) for each level ``codes`` reaches: what each code was searched from."""
+        stage, level = self, 0
+        while stage is not None:
+            residual = stage.proj @ latent
+            chosen = np.zeros_like(residual)
+            for book in stage.books:
+                if level >= len(codes):
+                    return
+                yield level, residual, book
+                residual = residual - book[codes[level]]
+                chosen = chosen + book[codes[level]]
+                level += 1
+            if stage.then is not None:
+                latent = latent - stage.out_proj @ chosen
+            stage = stage.then
 
 
 def chains_of(model) -> list[Chain]:
     """The residual chains of an mlx-mimi model's quantizer, in float64."""
     quantizer = model.quantizer
-    out, first = [], 0
-    for path in (quantizer.semantic, quantizer.acoustic):
+
+    def chain(path, first: int) -> Chain:
         books = np.array(path.codebooks).astype(np.float64)
-        out.append(Chain(first, np.array(path.input_proj).astype(np.float64), list(books)))
-        first += books.shape[0]
-    return out
+        out_proj = np.array(path.output_proj).astype(np.float64)
+        return Chain(first, np.array(path.input_proj).astype(np.float64), list(books), out_proj)
+
+    if model.config.quantizer_topology == "chain":
+        stages, first = [], 0
+        for stage in quantizer.stages:
+            stages.append(chain(stage, first))
+            first += len(stages[-1].books)
+        for stage, following in zip(stages, stages[1:], strict=False):
+            stage.then = following
+        return [stages[0]]
+    return [chain(quantizer.semantic, 0), chain(quantizer.acoustic, model.config.num_semantic_quantizers)]
 
 
 @dataclass
@@ -81,27 +117,24 @@ def _dist(residual: np.ndarray, entry: np.ndarray) -> float:
     return float(np.linalg.norm(residual - entry))
 
 
-def _check_chain(a, b, residual, chain: Chain, tol: float, where: tuple) -> tuple[float, list[tuple]]:
+def _check_chain(a, b, latent, chain: Chain, tol: float, where: tuple) -> tuple[float, list[tuple]]:
     """Judge one differing chain: (relative gap of the first difference, violations)."""
     problems = []
-    for j, book in enumerate(chain.books):
-        if j >= len(a):
-            break
+    for j, residual, book in chain.walk(latent, a):
         if a[j] == b[j]:
-            residual = residual - book[a[j]]
             continue
         norm = max(np.linalg.norm(residual), 1e-30)
         gap = abs(_dist(residual, book[a[j]]) - _dist(residual, book[b[j]])) / norm
         if gap > tol:
             problems.append((*where[:1], chain.first + j, where[1], gap, "first difference is not a near-tie"))
         for codes in (a, b):  # each side's rest of the chain must follow from its own choice
-            rest = residual - book[codes[j]]
-            for j2 in range(j + 1, min(len(codes), len(chain.books))):
-                dists = np.linalg.norm(chain.books[j2] - rest, axis=1)
+            for j2, rest, book2 in chain.walk(latent, codes):
+                if j2 <= j:
+                    continue
+                dists = np.linalg.norm(book2 - rest, axis=1)
                 excess = (dists[codes[j2]] - dists.min()) / max(np.linalg.norm(rest), 1e-30)
                 if excess > tol:
                     problems.append((where[0], chain.first + j2, where[1], excess, "does not follow from the flip"))
-                rest = rest - chain.books[j2][codes[j2]]
         return gap, problems
     return 0.0, problems
 
@@ -120,12 +153,12 @@ def agreement(
     for clip, frame in zip(*np.nonzero(touched), strict=True):
         x = latent[clip, frame].astype(np.float64)
         for chain in chains:
-            stop = min(k, chain.first + len(chain.books))
+            stop = min(k, chain.first + chain.levels())
             if chain.first >= stop or same[clip, chain.first : stop, frame].all():
                 continue
             span = slice(chain.first, stop)
             gap, problems = _check_chain(
-                a[clip, span, frame], b[clip, span, frame], chain.proj @ x, chain, tol, (int(clip), int(frame))
+                a[clip, span, frame], b[clip, span, frame], x, chain, tol, (int(clip), int(frame))
             )
             firsts += 1
             worst = max(worst, gap)

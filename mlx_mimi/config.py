@@ -57,6 +57,15 @@ class MimiConfig:
     has_decoder: bool = True
     # A quantized converted checkpoint: {"bits", "group_size", "mode": "affine", "modules": [quantized layers]}.
     quantization: dict | None = None
+    # How the codebooks are wired (layers/quantizer.py). "split" is Mimi's: a semantic RVQ
+    # (num_semantic_quantizers codebooks) and an acoustic RVQ (the rest) both read the latent, and decoding
+    # sums them. "chain" is the 9-codebook variant (mlx_mimi/variant.py): stages of chain_stages codebooks
+    # (content 1, prosody 1, acoustic 7), each with its own 1x1 projections, each quantizing what the stages
+    # before it leave of the latent; decoding sums every stage's output.
+    quantizer_topology: str = "split"
+    chain_stages: list[int] | None = None
+    # The chain's distillation bridge: content stage output -> teacher features of this width (training).
+    distill_dim: int | None = None
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -165,6 +174,28 @@ class MimiConfig:
             raise ConfigError(f"only pad_mode 'constant' is supported, got {self.pad_mode!r}")
         if self.quantization is not None:
             _check_quantization(self.quantization)
+        self._validate_topology()
+
+    def _validate_topology(self) -> None:
+        if self.quantizer_topology not in ("split", "chain"):
+            raise ConfigError(f"quantizer_topology must be 'split' or 'chain', got {self.quantizer_topology!r}")
+        if self.quantizer_topology == "split":
+            if self.chain_stages is not None or self.distill_dim is not None:
+                raise ConfigError("chain_stages and distill_dim apply to quantizer_topology 'chain' only")
+            return
+        stages = self.chain_stages
+        if not stages or any(n < 1 for n in stages) or sum(stages) != self.num_quantizers:
+            raise ConfigError(
+                f"chain_stages must be positive codebook counts summing to num_quantizers ({self.num_quantizers}), "
+                f"got {stages!r}"
+            )
+        if self.num_semantic_quantizers != stages[0]:
+            raise ConfigError(
+                f"num_semantic_quantizers ({self.num_semantic_quantizers}) must equal the first chain stage "
+                f"({stages[0]}): it is the fewest codebooks a code frame can have"
+            )
+        if self.distill_dim is not None and self.distill_dim < 1:
+            raise ConfigError(f"config field 'distill_dim' must be >= 1, got {self.distill_dim!r}")
 
     # -- (de)serialisation ------------------------------------------------------------------------------
     @classmethod

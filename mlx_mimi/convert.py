@@ -53,14 +53,19 @@ def convert(
     parse_dtype(dtype)
     out = Path(output)
     resolved = resolve(model, revision=revision, cache_dir=cache_dir)
-    for target in (out / "model.safetensors", out / "config.json"):
-        for source in (resolved.weights, resolved.config):
-            if source is not None and same_file(target, source):
-                raise MimiError(f"converting {model} into {out} would overwrite its source {source}: choose another -o")
+    refuse_overwriting_source(model, resolved, out)
     mimi = load_resolved(resolved, dtype=dtype)
     if quantize is not None:
         quantize_model(mimi, quantize, group_size, tuple(keep_float))
     return write_converted(mimi, out, encoder=encoder, decoder=decoder)
+
+
+def refuse_overwriting_source(model: str, resolved, out: Path) -> None:
+    """A folder written from ``model`` must not replace the files it is read from (checked before any work)."""
+    for target in (out / "model.safetensors", out / "config.json"):
+        for source in (resolved.weights, resolved.config):
+            if source is not None and same_file(target, source):
+                raise MimiError(f"writing {model} into {out} would overwrite its source {source}: choose another -o")
 
 
 def write_converted(mimi, output: str | Path, encoder: bool = True, decoder: bool = True) -> Path:

@@ -12,7 +12,7 @@ from .config import MimiConfig
 from .errors import MimiError
 from .layers.conv import CausalConv1d, DepthwiseUpsample
 from .layers.linear import per_clip_matmuls
-from .layers.quantizer import SplitResidualVQ
+from .layers.quantizer import build_quantizer
 from .layers.seanet import SEANetDecoder, SEANetEncoder
 from .layers.transformer import Transformer
 
@@ -68,7 +68,7 @@ class Mimi(nn.Module):
             self.encoder = SEANetEncoder(config)
             self.encoder_transformer = Transformer(config)
             self.downsample = CausalConv1d(d, d, 2 * stride, stride=stride, bias=False, pad_mode="replicate")
-        self.quantizer = SplitResidualVQ(config)
+        self.quantizer = build_quantizer(config)
         if config.has_decoder:
             self.upsample = DepthwiseUpsample(d, stride)
             self.decoder_transformer = Transformer(config)

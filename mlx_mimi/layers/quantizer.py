@@ -1,4 +1,5 @@
-"""Split residual vector quantizer: a semantic RVQ and an acoustic RVQ that both read the same latent.
+"""Residual vector quantizers: Mimi's split RVQ (a semantic and an acoustic RVQ reading the same latent) and
+the chain of the 9-codebook variant (stages that each quantize what the stages before them leave).
 
 Codebooks are stored precomputed (``embed_sum / clamp(cluster_usage, 1e-5)``) in float32 together with
 half their squared norms, so the nearest-codebook search is one matmul and an argmin:
@@ -80,24 +81,25 @@ class ResidualVQ(nn.Module):
         return matmul(quantized, self.output_proj.T)
 
 
-class SplitResidualVQ(nn.Module):
-    # Compiled searches kept per (input shape, codebooks): a chunk's 32 levels of small ops run as one
-    # compiled graph, ~2x faster offline (44.8 -> 23.7 ms per 32-frame chunk, 32 codebooks, AMD EPYC CPU).
-    # Shapes vary (last chunks, batch sizes), so the cache is a small LRU: an evicted compiled function
-    # releases its traces.
+class _CompiledSearch(nn.Module):
+    """``encode_compiled``: ``encode`` through a compiled function per input shape (the same graph, same codes).
+
+    A chunk's 32 levels of small ops run as one compiled graph, ~2x faster offline (44.8 -> 23.7 ms per
+    32-frame chunk, 32 codebooks, AMD EPYC CPU). Shapes vary (last chunks, batch sizes), so the cache is a
+    small LRU: an evicted compiled function releases its traces.
+    """
+
     MAX_COMPILED = 16
 
-    def __init__(self, config: MimiConfig):
+    def __init__(self):
         super().__init__()
-        self.num_semantic = config.num_semantic_quantizers
-        self.num_codebooks = config.num_quantizers
-        self.semantic = ResidualVQ(config, config.num_semantic_quantizers)
-        self.acoustic = ResidualVQ(config, config.num_acoustic_quantizers)
         object.__setattr__(self, "_compiled", OrderedDict())  # not a parameter
         object.__setattr__(self, "_compiled_lock", threading.Lock())
 
+    def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
+        raise NotImplementedError
+
     def encode_compiled(self, latent: mx.array, num_codebooks: int) -> mx.array:
-        """``encode`` through a compiled function for this input shape (same codes: the same graph)."""
         key = (tuple(latent.shape), latent.dtype, num_codebooks)
         with self._compiled_lock:
             fn = self._compiled.pop(key, None)
@@ -107,6 +109,17 @@ class SplitResidualVQ(nn.Module):
             while len(self._compiled) > self.MAX_COMPILED:
                 self._compiled.popitem(last=False)
         return fn(latent)
+
+
+class SplitResidualVQ(_CompiledSearch):
+    """Mimi's quantizer: the semantic and the acoustic RVQ both read the latent; decoding sums them."""
+
+    def __init__(self, config: MimiConfig):
+        super().__init__()
+        self.num_semantic = config.num_semantic_quantizers
+        self.num_codebooks = config.num_quantizers
+        self.semantic = ResidualVQ(config, config.num_semantic_quantizers)
+        self.acoustic = ResidualVQ(config, config.num_acoustic_quantizers)
 
     def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
         """latent (B, F, dim) -> codes (B, F, num_codebooks); semantic codebooks first."""
@@ -123,3 +136,54 @@ class SplitResidualVQ(nn.Module):
         if codes.shape[-1] > self.num_semantic:
             latent = latent + self.acoustic.decode(codes[..., self.num_semantic :])
         return latent
+
+
+class ChainResidualVQ(_CompiledSearch):
+    """The 9-codebook variant's quantizer: stage i quantizes ``latent - sum(outputs of stages < i)``.
+
+    Each stage is an RVQ with its own 512 -> 256 -> 512 projections (content: its own; prosody: Mimi's
+    semantic ones; acoustic: Mimi's acoustic ones). With fewer codebooks than the chain holds, the stages run
+    in order and the last one stops early; decoding sums the outputs of the stages the codes reach.
+    ``bridge`` maps the content stage's output to the teacher's features (training only, mlx_mimi/train.py).
+    """
+
+    def __init__(self, config: MimiConfig):
+        super().__init__()
+        self.num_codebooks = config.num_quantizers
+        self.stage_sizes = list(config.chain_stages)
+        self.stages = [ResidualVQ(config, n) for n in self.stage_sizes]
+        if config.distill_dim is not None:
+            self.bridge = nn.Linear(config.hidden_size, config.distill_dim)
+
+    def spans(self, num_codebooks: int) -> list[tuple[ResidualVQ, int, int]]:
+        """(stage, first code index, codebooks used) for the stages that ``num_codebooks`` codes reach."""
+        out, start = [], 0
+        for stage, size in zip(self.stages, self.stage_sizes, strict=True):
+            used = min(size, num_codebooks - start)
+            if used <= 0:
+                break
+            out.append((stage, start, used))
+            start += used
+        return out
+
+    def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
+        latent = latent.astype(mx.float32)
+        total, codes = None, []
+        for stage, _, used in self.spans(num_codebooks):
+            stage_codes = stage.encode(latent if total is None else latent - total, used)
+            codes.append(stage_codes)
+            if len(codes) < len(self.stages):  # the seed's order: x - (q_c + q_p), not (x - q_c) - q_p
+                part = stage.decode(stage_codes)
+                total = part if total is None else total + part
+        return mx.concatenate(codes, axis=-1)
+
+    def decode(self, codes: mx.array) -> mx.array:
+        latent = None
+        for stage, start, used in self.spans(codes.shape[-1]):
+            part = stage.decode(codes[..., start : start + used])
+            latent = part if latent is None else latent + part
+        return latent
+
+
+def build_quantizer(config: MimiConfig) -> SplitResidualVQ | ChainResidualVQ:
+    return ChainResidualVQ(config) if config.quantizer_topology == "chain" else SplitResidualVQ(config)
