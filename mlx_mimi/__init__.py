@@ -19,6 +19,19 @@ from .weights import load_model  # noqa: E402
 
 load = load_model
 
+
+def __getattr__(name: str):
+    # the 9-codebook variant's tools, imported on first use (mlx.optimizers is not needed to encode)
+    if name == "train_heads":
+        from .train import train_heads
+
+        return train_heads
+    if name == "nine_codebooks":
+        from .variant import nine_codebooks
+
+        return nine_codebooks
+    raise AttributeError(f"module 'mlx_mimi' has no attribute {name!r}")
+
 __all__ = [
     "AudioError",
     "CodesFileError",
@@ -31,5 +44,7 @@ __all__ = [
     "WeightsError",
     "load",
     "load_model",
+    "nine_codebooks",
+    "train_heads",
 ]
 __version__ = "0.1.0"

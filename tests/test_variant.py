@@ -204,6 +204,8 @@ def test_cli_builds_encodes_and_decodes(converted_folder, tmp_path, pcm):
         [*run, "decode", str(tmp_path / "talk.safetensors"), "--model", str(out)], capture_output=True, text=True
     )
     assert p.returncode == 0 and (tmp_path / "talk.mimi.wav").exists(), p.stderr
+    p = subprocess.run([*run, "info", str(out)], capture_output=True, text=True)
+    assert "codebooks: 9 (in a chain: content 1, prosody 1, acoustic 7;" in p.stdout, p.stdout + p.stderr
     p = subprocess.run(
         [*run, "variant", "nine-codebooks", str(out), "-o", str(tmp_path / "again")], capture_output=True, text=True
     )
