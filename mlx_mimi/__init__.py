@@ -32,6 +32,7 @@ def __getattr__(name: str):
         return nine_codebooks
     raise AttributeError(f"module 'mlx_mimi' has no attribute {name!r}")
 
+
 __all__ = [
     "AudioError",
     "CodesFileError",
