@@ -293,3 +293,40 @@ def test_training_resumes_from_the_latest_checkpoint(model, latent, tmp_path):
     assert [e.step for e in log] == [7, 8]
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000006", "step-000008"]  # keeps 2
     assert not list(tmp_path.glob(".staging*"))
+
+
+def test_train_heads_command(converted_folder, latent, tmp_path):
+    run = [sys.executable, "-m", "mlx_mimi.cli"]
+    model_dir = tmp_path / "mimi9"
+    p = subprocess.run(
+        [*run, "variant", "nine-codebooks", str(converted_folder), "-o", str(model_dir), "--distill-dim", "16"],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    data = tmp_path / "feats"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        frames = latent[0, i * 100 : (i + 1) * 100]
+        np.savez(data / f"c{i}.npz", latent=frames, teacher=rng.standard_normal((50, 16)), durations=np.full(50, 2))
+    p = subprocess.run(
+        [
+            *run,
+            "train-heads",
+            str(model_dir),
+            "--data",
+            str(data),
+            "-o",
+            str(tmp_path / "runs"),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "step 3: loss" in p.stderr and "latest: step-000003" in p.stdout
+    assert mlx_mimi.load(tmp_path / "runs" / "step-000003").num_codebooks == 9
