@@ -312,20 +312,32 @@ def print_memory(result: dict | None) -> None:
         print(f"| {m['minutes']:g} min | {m['rss_mb']:.0f} | {m['state_bytes']} |")
 
 
+def machine_parts(threads: int, mlx: str, mlx_result: dict | None, torch_result: dict | None) -> list[str]:
+    """The machine and package versions every benchmark table starts with (BLAS as the workers reported it)."""
+    return [
+        f"{cpu_model()} ({platform.machine()}, {platform.system()} {platform.release()})",
+        f"{os.cpu_count()} cores",
+        f"{threads} threads per worker",
+        f"Python {platform.python_version()}",
+        f"mlx {mlx}" + (f", BLAS: {mlx_result['blas']}" if mlx_result else ""),
+        f"torch {pkg('torch')}" + (f" ({torch_result['blas']})" if torch_result else ""),
+        f"moshi {pkg('moshi')}",
+        f"transformers {pkg('transformers')}",
+    ]
+
+
+def print_notes(notes: list[str]) -> None:
+    if notes:
+        print("\nNotes:\n")
+        for note in notes:
+            print(f"- {note}")
+
+
 def header(args, results: list[dict], repeats: int) -> None:
     ours = next((r for r in results if r["impl"] == "mlx-mimi"), None)
     mlx = ours["versions"]["mlx"] if ours else pkg("mlx")  # the anchors' venv has its own mlx, named below
     torch_r = next((r for r in results if r["impl"] in ("moshi", "transformers")), None)
-    parts = [
-        f"{cpu_model()} ({platform.machine()}, {platform.system()} {platform.release()})",
-        f"{os.cpu_count()} cores",
-        f"{args.threads} threads per worker",
-        f"Python {platform.python_version()}",
-        f"mlx {mlx}" + (f", BLAS: {ours['blas']}" if ours else ""),
-        f"torch {pkg('torch')}" + (f" ({torch_r['blas']})" if torch_r else ""),
-        f"moshi {pkg('moshi')}",
-        f"transformers {pkg('transformers')}",
-    ]
+    parts = machine_parts(args.threads, mlx, ours, torch_r)
     for r in results:
         if r["impl"] in ANCHORS:
             extra = f", mlx {r['versions']['mlx']}" if "mlx" in r["versions"] else ""
@@ -440,11 +452,7 @@ def main() -> None:
     print_memory(next(iter(done.get("memory", [])), None))
     if everything:
         print_processes(everything)
-    notes = NOTES + [n for r in everything for n in r["notes"]]
-    if notes:
-        print("\nNotes:\n")
-        for note in notes:
-            print(f"- {note}")
+    print_notes(NOTES + [n for r in everything for n in r["notes"]])
 
 
 if __name__ == "__main__":

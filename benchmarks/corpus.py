@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import socket
@@ -41,7 +40,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench import NOTES, Worker, child_env, command_line, cpu_model, pkg  # noqa: E402  (stdlib only at import)
+from bench import NOTES, Worker, child_env, command_line, machine_parts, pkg, print_notes  # noqa: E402  (stdlib only at import)
 from timing import FRAME, SR, THREAD_VARS, peak_rss_mb, pin_threads  # noqa: E402
 
 CONFIGS = ("mlx-single", "mlx-batched", "cli", "cli-launch", "transformers-single", "transformers-padded", "moshi")
@@ -444,17 +443,7 @@ def notes_for(results: list[dict], args) -> list[str]:
 def header(args, results: list[dict], audio_s: float | None) -> None:
     mlx_r = next((r for r in results if r["impl"].startswith("mlx")), None)
     torch_r = next((r for r in results if r["impl"] in TORCH), None)
-    parts = [
-        f"{cpu_model()} ({platform.machine()}, {platform.system()} {platform.release()})",
-        f"{os.cpu_count()} cores",
-        f"{args.threads} threads per worker",
-        f"Python {platform.python_version()}",
-        f"mlx {pkg('mlx')}" + (f", BLAS: {mlx_r['blas']}" if mlx_r else ""),
-        f"torch {pkg('torch')}" + (f" ({torch_r['blas']})" if torch_r else ""),
-        f"moshi {pkg('moshi')}",
-        f"transformers {pkg('transformers')}",
-    ]
-    print("**Machine:** " + "; ".join(parts) + ".")
+    print("**Machine:** " + "; ".join(machine_parts(args.threads, pkg("mlx"), mlx_r, torch_r)) + ".")
     total = f", {audio_s / 60:.1f} min in all" if audio_s else ""
     print(
         f"\n**Corpus:** {args.clips} espeak-ng clips of {args.min_seconds:g}-{args.max_seconds:g} s (seed "
@@ -544,11 +533,7 @@ def main() -> None:
     header(args, results, next((r["audio_s"] for r in results), None))
     if results:
         print_table(results, args)
-    notes = NOTES + [n for r in results for n in r["notes"]] + notes_for(results, args)
-    if notes:
-        print("\nNotes:\n")
-        for note in notes:
-            print(f"- {note}")
+    print_notes(NOTES + [n for r in results for n in r["notes"]] + notes_for(results, args))
 
 
 if __name__ == "__main__":
