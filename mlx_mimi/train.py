@@ -41,7 +41,7 @@ from .atomic import atomic_write
 from .errors import MimiError
 from .layers.quantizer import nearest_code
 from .model import Mimi
-from .variant import STAGE_NAMES, half_sq_norms
+from .variant import STAGE_NAMES, cluster_sums, half_sq_norms
 
 LAPLACE_EPS = 1e-5  # vector_quantize_pytorch's Codebook eps
 
@@ -217,8 +217,7 @@ class HeadTrainer:
             buffers = self.ema[f"stage{i}"]
             size = stage.codebooks.shape[1]
             flat, codes = inputs.reshape(-1, inputs.shape[-1]), index.reshape(-1)
-            onehot = (codes[:, None] == mx.arange(size)[None, :]).astype(mx.float32)
-            counts, sums = onehot.sum(axis=0), onehot.T @ flat
+            counts, sums = cluster_sums(flat, codes, size)
             cluster_size = buffers["cluster_size"][level] * s.decay + counts * (1 - s.decay)
             embed_avg = buffers["embed_avg"][level] * s.decay + sums * (1 - s.decay)
             n = cluster_size.sum()

@@ -121,6 +121,12 @@ def half_sq_norms(book: mx.array) -> mx.array:
     return 0.5 * (book.astype(mx.float32) ** 2).sum(axis=-1)
 
 
+def cluster_sums(samples: mx.array, index: mx.array, size: int) -> tuple[mx.array, mx.array]:
+    """(count, sum of samples) per codebook entry, for samples (N, D) assigned to entries ``index`` (N,)."""
+    onehot = (index[:, None] == mx.arange(size)[None, :]).astype(mx.float32)
+    return onehot.sum(axis=0), onehot.T @ samples
+
+
 def kmeans(samples: mx.array, size: int, iters: int, key: mx.array) -> mx.array:
     """Lloyd's k-means, seeded: ``size`` centroids started from distinct samples; an empty cluster keeps its
     centroid. samples: (N, D) float32 with N >= size."""
@@ -130,9 +136,7 @@ def kmeans(samples: mx.array, size: int, iters: int, key: mx.array) -> mx.array:
     centroids = samples[mx.random.permutation(n, key=key)[:size]]
     for _ in range(iters):
         index = nearest_code(samples, centroids, half_sq_norms(centroids))
-        onehot = (index[:, None] == mx.arange(size)[None, :]).astype(mx.float32)
-        counts = onehot.sum(axis=0)
-        sums = onehot.T @ samples
+        counts, sums = cluster_sums(samples, index, size)
         centroids = mx.where(counts[:, None] > 0, sums / mx.maximum(counts, 1)[:, None], centroids)
         mx.eval(centroids)
     return centroids
