@@ -4,7 +4,7 @@ from . import backend as _backend
 
 _backend.load_blas()  # before mlx.core is imported anywhere: see backend.py
 
-from .config import MimiConfig  # noqa: E402
+from .config import JodioConfig, MimiConfig  # noqa: E402
 from .errors import (  # noqa: E402
     AudioError,
     CodesFileError,
@@ -14,6 +14,7 @@ from .errors import (  # noqa: E402
     ModelNotFoundError,
     WeightsError,
 )
+from .jodio import Jodio  # noqa: E402
 from .model import Mimi  # noqa: E402
 from .weights import load_model  # noqa: E402
 
@@ -38,6 +39,8 @@ __all__ = [
     "CodesFileError",
     "ConfigError",
     "DeviceError",
+    "Jodio",
+    "JodioConfig",
     "Mimi",
     "MimiConfig",
     "MimiError",

@@ -588,6 +588,44 @@ def info(model, revision):
     src = mimi.source
     click.echo(f"model: {src['model_id']} (layout {src['layout']}, dtype {str(mimi.dtype).split('.')[-1]})")
     click.echo(f"audio: {c.sampling_rate} Hz mono, frame {c.frame_size} samples, {c.frame_rate_hz:g} Hz frames")
+    from .config import JodioConfig
+
+    if isinstance(c, JodioConfig):
+        _jodio_info(c)
+    else:
+        _mimi_info(c)
+    halves = [h for h, on in (("encoder", c.has_encoder), ("decoder", c.has_decoder)) if on]
+    click.echo(f"halves: {', '.join(halves)}")
+    q = c.quantization
+    if q:
+        click.echo(f"quantized: {q['bits']}-bit affine, group size {q['group_size']}, {len(q['modules'])} layers")
+
+
+def _jodio_info(c) -> None:
+    from .jodio import REPAIR
+
+    click.echo("architecture: JODIO (seed 002's module dump; README, 'JODIO')")
+    click.echo(
+        f"codebooks: {c.num_quantizers} ({c.num_semantic_quantizers} semantic + {c.num_acoustic_quantizers} "
+        f"acoustic, split, no projections) x {c.codebook_size} entries, {c.latent_dim}-d"
+    )
+    click.echo(
+        f"encoder: SEANet {c.channels} ch strides {c.ratios} + {c.final_stride}, SiLU, transformer "
+        f"{c.encoder_layers} layers d={c.latent_dim} {c.encoder_heads} heads, RMSNorm, window {c.attention_window}"
+    )
+    readings = (
+        f"residual={str(c.residual).lower()}, input_lookahead={c.input_lookahead}, rope={str(c.rope).lower()} "
+        f"({c.rope_layout}), mlp={c.mlp_activation}, norm_eps={c.norm_eps:g}, acoustic_input={c.acoustic_input}"
+    )
+    click.echo(f"readings: {readings}")
+    if c.has_decoder:
+        click.echo(f"decoder repair: {REPAIR}")
+        click.echo(f"decoder output: F * {c.frame_size} - {c.decoder_delay} samples, zero-padded at the end")
+    else:
+        click.echo("decoder repair: none loaded (encoder only)")
+
+
+def _mimi_info(c) -> None:
     if c.quantizer_topology == "chain":
         from .variant import STAGE_NAMES
 
@@ -600,11 +638,6 @@ def info(model, revision):
         f"encoder: SEANet strides {c.seanet_ratios}, transformer {c.num_hidden_layers} layers d={c.hidden_size} "
         f"{c.num_attention_heads} heads, window {c.sliding_window} steps at {c.encoder_rate:g} Hz"
     )
-    halves = [h for h, on in (("encoder", c.has_encoder), ("decoder", c.has_decoder)) if on]
-    click.echo(f"halves: {', '.join(halves)}")
-    q = c.quantization
-    if q:
-        click.echo(f"quantized: {q['bits']}-bit affine, group size {q['group_size']}, {len(q['modules'])} layers")
 
 
 if __name__ == "__main__":

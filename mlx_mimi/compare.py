@@ -64,6 +64,9 @@ def chains_of(model) -> list[Chain]:
 
     def chain(path, first: int) -> Chain:
         books = np.array(path.codebooks).astype(np.float64)
+        if "input_proj" not in path:  # codebooks without projections (JODIO): the latent itself
+            eye = np.eye(books.shape[-1])
+            return Chain(first, eye, list(books), eye)
         out_proj = np.array(path.output_proj).astype(np.float64)
         return Chain(first, np.array(path.input_proj).astype(np.float64), list(books), out_proj)
 
@@ -75,7 +78,12 @@ def chains_of(model) -> list[Chain]:
         for stage, following in zip(stages, stages[1:], strict=False):
             stage.then = following
         return [stages[0]]
-    return [chain(quantizer.semantic, 0), chain(quantizer.acoustic, model.config.num_semantic_quantizers)]
+    semantic = chain(quantizer.semantic, 0)
+    acoustic = chain(quantizer.acoustic, model.config.num_semantic_quantizers)
+    if getattr(quantizer, "acoustic_reads_residual", False):  # a JODIO reading: one chain through both
+        semantic.then = acoustic
+        return [semantic]
+    return [semantic, acoustic]
 
 
 @dataclass

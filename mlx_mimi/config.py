@@ -1,4 +1,4 @@
-"""MimiConfig: the architecture, read from a checkpoint's config.json, with the values derived from it."""
+"""Model configs read from a checkpoint's config.json: MimiConfig, JodioConfig, and the values derived from them."""
 
 from __future__ import annotations
 
@@ -215,20 +215,52 @@ class MimiConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> MimiConfig:
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: not a readable JSON config ({exc})") from exc
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
+        config = config_from_file(path)
+        if not isinstance(config, cls):
+            raise ConfigError(f"{path}: not a Mimi config (model_type {type(config).__name__})")
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["model_type"] = "mimi"
         return out
+
+    @property
+    def transformer(self) -> TransformerConfig:
+        """Both of Mimi's transformers: LayerNorm, LayerScale, RoPE, a 250-step window, no final norm."""
+        return TransformerConfig(
+            hidden_size=self.hidden_size,
+            num_layers=self.num_hidden_layers,
+            num_heads=self.num_attention_heads,
+            head_dim=self.head_dim,
+            intermediate_size=self.intermediate_size,
+            window=self.sliding_window,
+            norm="layer_norm",
+            norm_eps=self.norm_eps,
+            layer_scale=self.layer_scale_initial_scale,
+            rope_theta=self.rope_theta,
+            bias=self.attention_bias,
+        )
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """One transformer stack, as layers/transformer.py builds it (Mimi's two share one; JODIO's two differ)."""
+
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    head_dim: int
+    intermediate_size: int
+    window: int  # a query sees itself and the window - 1 steps before it
+    norm: str = "layer_norm"  # or "rms_norm" (a weight, no bias)
+    norm_eps: float = 1e-5
+    layer_scale: float | None = 0.01  # LayerScale's initial value; None: no LayerScale
+    rope: bool = True
+    rope_theta: float = 10_000.0
+    activation: str = "gelu"  # exact GELU, or "silu"
+    final_norm: bool = False
+    bias: bool = False
 
 
 def _type_ok(value: Any, kind: Any) -> bool:
@@ -278,3 +310,187 @@ def _check_quantization(q: dict) -> None:
         raise ConfigError(f"only affine quantization is supported, got mode {q.get('mode')!r}")
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         raise ConfigError("quantization modules must be a list of layer names")
+
+
+@dataclass
+class JodioConfig:
+    """JODIO, the codec of seed 002's module dump. The shape fields default to the dump's sizes; the fields
+    under "readings" are what a module dump cannot show, each set to the reading that fits the dump and
+    Mimi's design best (README, "JODIO"). The forward order is the only one the dump's shapes allow:
+    SEANet encoder -> pre_vq_proj -> encoder transformer -> both RVQs; decoding sums the RVQs, then
+    repair_proj -> decoder transformer -> post_vq_proj -> SEANet decoder.
+    """
+
+    sampling_rate: int = 24_000
+    channels: int = 896  # SEANet width, every conv
+    latent_dim: int = 1028  # pre_vq_proj's output: the encoder transformer's width and the codebook dim
+    ratios: list[int] = field(default_factory=lambda: [4, 5, 6, 8])  # encoder downsample strides
+    final_stride: int = 2  # final_conv (encoder) and initial_upsample (decoder)
+    kernel_size: int = 3  # every conv, transposed ones included: smaller than the strides
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 4])  # per encoder block; the decoder reverses
+    codebook_size: int = 2048
+    num_semantic_quantizers: int = 2
+    num_quantizers: int = 10  # semantic + acoustic
+    encoder_layers: int = 22
+    encoder_heads: int = 16
+    encoder_head_dim: int = 64  # 16 x 64 = the dump's q/k/v width of 1024
+    encoder_intermediate: int = 4112
+    decoder_width: int = 256
+    decoder_layers: int = 4
+    decoder_heads: int = 4
+    decoder_head_dim: int = 64
+    decoder_intermediate: int = 1024
+    # -- readings (not visible in a module dump) --------------------------------------------------------
+    residual: bool = True  # x + silu(conv(x)) around each dilated conv (SEANet's residual units); false: chained
+    input_lookahead: int = 1  # input_proj as printed (padding 1 on both sides: 1 sample ahead); 0: causal
+    attention_window: int = 250  # causal, a query sees itself and 249 steps before (20 s at 12.5 Hz)
+    rope: bool = True
+    rope_theta: float = 10_000.0
+    rope_layout: str = "rotate_half"  # how q/k pair their RoPE dimensions: "rotate_half" or "interleaved"
+    mlp_activation: str = "gelu"  # exact GELU, or "silu"
+    norm_eps: float = 1e-6  # RMSNorm: x * rsqrt(mean(x^2) + eps) * weight
+    acoustic_input: str = "latent"  # the acoustic RVQ reads the latent (Mimi's split) or "residual"
+    # The repair (labelled as such): post_vq_proj has in_features 256 (the dump prints 6) and repair_proj,
+    # Linear(latent_dim -> decoder_width), feeds the decoder transformer. The dump has no such layer.
+    decoder_repair: str = "repair_proj"
+    has_encoder: bool = True
+    has_decoder: bool = True
+    quantization: dict | None = None
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        self.ratios, self.dilations = list(self.ratios), list(self.dilations)
+        positive = [f.name for f in dataclasses.fields(self) if f.type in ("int", int)]
+        for name in positive:
+            if name != "input_lookahead" and getattr(self, name) < 1:
+                raise ConfigError(f"config field {name!r} must be >= 1, got {getattr(self, name)!r}")
+        if not self.ratios or any(r < self.kernel_size - 1 for r in self.ratios + [self.final_stride]):
+            raise ConfigError(f"JODIO's strides must be >= kernel_size - 1, got {self.ratios}, {self.final_stride}")
+        if self.input_lookahead not in (0, 1):
+            raise ConfigError(f"input_lookahead must be 0 (causal) or 1 (as printed), got {self.input_lookahead}")
+        if not 0 < self.num_semantic_quantizers < self.num_quantizers:
+            raise ConfigError(
+                f"num_semantic_quantizers must be in [1, num_quantizers), got {self.num_semantic_quantizers}"
+            )
+        choices = {
+            "rope_layout": ("rotate_half", "interleaved"),
+            "mlp_activation": ("gelu", "silu"),
+            "acoustic_input": ("latent", "residual"),
+            "decoder_repair": ("repair_proj", "none"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"config field {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.decoder_repair == "none" and self.has_decoder:
+            raise ConfigError("the dump's decoder cannot run without the repair: decoder_repair 'none' is encoder-only")
+        for dim in (self.encoder_head_dim, self.decoder_head_dim):
+            if dim % 2:
+                raise ConfigError(f"head dims must be even for RoPE, got {dim}")
+        if self.quantization is not None:
+            _check_quantization(self.quantization)
+
+    # -- what the shared plumbing (model.Mimi's offline, batch and stream code) reads ----------------------
+    quantizer_topology = "split"
+    chain_stages = None
+    vector_quantization_hidden_dimension = None  # JODIO's codebooks have no projections
+
+    @property
+    def hidden_size(self) -> int:
+        return self.latent_dim
+
+    @property
+    def num_acoustic_quantizers(self) -> int:
+        return self.num_quantizers - self.num_semantic_quantizers
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.num_quantizers
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per step of the SEANet encoder before final_conv (960)."""
+        return math.prod(self.ratios)
+
+    @property
+    def frame_size(self) -> int:
+        """Samples per code frame (1920)."""
+        return self.hop_length * self.final_stride
+
+    @property
+    def frame_rate_hz(self) -> float:
+        return self.sampling_rate / self.frame_size
+
+    @property
+    def decoder_delay(self) -> int:
+        """Samples the as-printed decoder's output runs ahead of its frames: each transposed conv's padding=2
+        drops the first 2 steps it writes, 2 * (960 + 120 + 20 + 4 + 1) = 2210 samples in all, so F frames
+        decode to F * 1920 - 2210 samples (README, "JODIO")."""
+        delay, hop = 0, self.frame_size
+        for stride in [self.final_stride, *reversed(self.ratios)]:
+            hop //= stride
+            delay += (self.kernel_size - 1) * hop
+        return delay
+
+    @property
+    def encoder_transformer(self) -> TransformerConfig:
+        return self._transformer(
+            self.latent_dim, self.encoder_layers, self.encoder_heads, self.encoder_head_dim, self.encoder_intermediate
+        )
+
+    @property
+    def decoder_transformer(self) -> TransformerConfig:
+        return self._transformer(
+            self.decoder_width,
+            self.decoder_layers,
+            self.decoder_heads,
+            self.decoder_head_dim,
+            self.decoder_intermediate,
+        )
+
+    def _transformer(self, width: int, layers: int, heads: int, head_dim: int, hidden: int) -> TransformerConfig:
+        return TransformerConfig(
+            hidden_size=width,
+            num_layers=layers,
+            num_heads=heads,
+            head_dim=head_dim,
+            intermediate_size=hidden,
+            window=self.attention_window,
+            norm="rms_norm",
+            norm_eps=self.norm_eps,
+            layer_scale=None,
+            rope=self.rope,
+            rope_theta=self.rope_theta,
+            activation=self.mlp_activation,
+            final_norm=True,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JodioConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names and v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model_type"] = "jodio"
+        return out
+
+
+def config_from_dict(data: dict[str, Any]) -> MimiConfig | JodioConfig:
+    """The config class a config.json names (``model_type`` "jodio", else Mimi's)."""
+    if isinstance(data, dict) and data.get("model_type") == "jodio":
+        return JodioConfig.from_dict(data)
+    return MimiConfig.from_dict(data)
+
+
+def config_from_file(path: str | Path) -> MimiConfig | JodioConfig:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON config ({exc})") from exc
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

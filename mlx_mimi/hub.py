@@ -58,7 +58,7 @@ class _Listing:
 
 
 def _is_mimi_config(config: Any) -> bool:
-    return isinstance(config, dict) and (config.get("model_type") == "mimi" or "upsampling_ratios" in config)
+    return isinstance(config, dict) and (config.get("model_type") in ("mimi", "jodio") or "upsampling_ratios" in config)
 
 
 def _choose(listing: _Listing) -> tuple[str, str | None]:

@@ -66,12 +66,12 @@ class Mimi(nn.Module):
         d = config.hidden_size
         if config.has_encoder:
             self.encoder = SEANetEncoder(config)
-            self.encoder_transformer = Transformer(config)
+            self.encoder_transformer = Transformer(config.transformer)
             self.downsample = CausalConv1d(d, d, 2 * stride, stride=stride, bias=False, pad_mode="replicate")
         self.quantizer = build_quantizer(config)
         if config.has_decoder:
             self.upsample = DepthwiseUpsample(d, stride)
-            self.decoder_transformer = Transformer(config)
+            self.decoder_transformer = Transformer(config.transformer)
             self.decoder = SEANetDecoder(config)
 
     # -- facts ------------------------------------------------------------------------------------------
@@ -90,6 +90,11 @@ class Mimi(nn.Module):
     @property
     def num_codebooks(self) -> int:
         return self.config.num_quantizers
+
+    @property
+    def decoder_delay(self) -> int:
+        """Samples a stream decoder's output runs behind ``decode``'s (0: Mimi's stream is offline's)."""
+        return 0
 
     # -- state-passing cores (shared by offline and streaming) ------------------------------------------
     def encoder_state(self, batch_size: int) -> dict[str, Any]:
@@ -203,8 +208,12 @@ class Mimi(nn.Module):
                 batch[row, :, : frames[i]] = arrays[i]
             audio = self.decode(batch, chunk_frames=chunk)
             for row, i in enumerate(group):
-                out[i] = audio[row, 0, : frames[i] * self.frame_size]
+                out[i] = self._clip_audio(audio[row, 0], frames[i])
         return out
+
+    def _clip_audio(self, audio: mx.array, frames: int) -> mx.array:
+        """One clip's audio from a right-padded batch's ``decode`` row."""
+        return audio[: frames * self.frame_size]
 
     @staticmethod
     def _clip_groups(frames: list[int], chunk: int) -> list[list[int]]:

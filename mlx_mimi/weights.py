@@ -16,8 +16,9 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from .config import MimiConfig
+from .config import JodioConfig, MimiConfig, config_from_dict, config_from_file
 from .errors import MimiError, WeightsError
+from .jodio import DUMP_LAYOUT, Jodio, dump_config, is_dump_layout, sanitize_dump
 from .layers.linear import QUANT_BITS, QUANT_GROUP_SIZES, WeightMatrix
 from .model import Mimi
 
@@ -34,6 +35,8 @@ def detect_layout(names: set[str] | list[str], metadata: dict | None = None) -> 
     names = set(names)
     if (metadata or {}).get("format") == FORMAT_NAME or any(n.startswith("quantizer.semantic.") for n in names):
         return CONVERTED
+    if is_dump_layout(names):
+        return DUMP_LAYOUT
     if any(n.startswith("quantizer.semantic_residual_vector_quantizer.") for n in names) or any(
         n.startswith(("encoder.layers.", "decoder.layers.")) for n in names
     ):
@@ -42,7 +45,9 @@ def detect_layout(names: set[str] | list[str], metadata: dict | None = None) -> 
         n.startswith(("encoder.model.", "decoder.model.")) for n in names
     ):
         return ORIGINAL
-    raise WeightsError("unrecognised checkpoint: neither the Hugging Face, Kyutai original nor mlx-mimi layout")
+    raise WeightsError(
+        "unrecognised checkpoint: neither the Hugging Face, Kyutai original, JODIO dump nor mlx-mimi layout"
+    )
 
 
 def fold_weight_norm(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -396,25 +401,27 @@ def load_model(
     quantize: int | None = None,
     group_size: int = 64,
     keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT,
+    decoder: bool = True,
 ) -> Mimi:
-    """Load Mimi from a hub repo id, a local folder or a .safetensors file, in any supported layout.
+    """Load Mimi (or JODIO) from a hub repo id, a local folder or a .safetensors file, in any supported layout.
 
     The config comes from the checkpoint: a converted file embeds it; a Hugging Face layout needs its
     config.json (an error without it); Kyutai's original file never has one and is ``kyutai/mimi``'s
     architecture (``MimiConfig()``'s defaults). A quantized converted folder loads quantized, with no flags;
     ``quantize=8`` (or 4, ...) quantizes a float checkpoint on load (``weights.quantize_model``).
+    ``decoder=False`` loads the encoder only (a tokenizer; a JODIO checkpoint without the decoder repair).
     """
     from .hub import resolve
 
     parse_dtype(dtype)  # before any I/O: a bad argument fails at once
-    mimi = load_resolved(resolve(model, revision=revision, cache_dir=cache_dir), dtype)
+    mimi = load_resolved(resolve(model, revision=revision, cache_dir=cache_dir), dtype, decoder=decoder)
     if quantize is not None:
         quantize_model(mimi, quantize, group_size, tuple(keep_float))
     return mimi
 
 
-def load_resolved(resolved, dtype: str | mx.Dtype | None = None) -> Mimi:
-    """Load the files ``hub.resolve`` found."""
+def load_resolved(resolved, dtype: str | mx.Dtype | None = None, decoder: bool = True) -> Mimi:
+    """Load the files ``hub.resolve`` found (``decoder=False``: the encoder only)."""
     requested = parse_dtype(dtype)
     try:
         arrays, metadata = mx.load(str(resolved.weights), return_metadata=True)
@@ -422,13 +429,23 @@ def load_resolved(resolved, dtype: str | mx.Dtype | None = None) -> Mimi:
         raise WeightsError(f"cannot read {resolved.weights}: {str(exc).splitlines()[0]}") from exc
     layout = detect_layout(list(arrays), metadata)
     config = _config_for(layout, metadata, resolved)
+    if not decoder:
+        if not config.has_encoder:
+            raise MimiError(f"{resolved.weights} holds no encoder: it cannot be loaded without its decoder")
+        config.has_decoder = False
+    if layout == DUMP_LAYOUT:
+        dump_config(set(arrays), config)
     stored = parse_dtype(metadata.get("dtype")) if layout == CONVERTED else None
     target = requested or stored or mx.float32
-    mimi = Mimi(config, dtype=target)
+    mimi = (Jodio if isinstance(config, JodioConfig) else Mimi)(config, dtype=target)
     if config.quantization is not None:
         _expect_quantized(mimi)
     if layout == CONVERTED:
         weights = upgrade_converted(arrays, config, metadata.get("format_version", "1"))  # ours: no numpy trip
+    elif layout == DUMP_LAYOUT:
+        weights = sanitize_dump(
+            fold_weight_norm({k: np.array(v.astype(mx.float32)) for k, v in arrays.items()}), config
+        )
     else:
         weights = sanitize({k: np.array(v.astype(mx.float32)) for k, v in arrays.items()}, config, layout)
     load_into(mimi, weights)
@@ -448,9 +465,14 @@ def _config_for(layout: str, metadata: dict, resolved) -> MimiConfig:
             data = json.loads(metadata["config"])
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{resolved.weights}: embedded config is not JSON ({exc})") from exc
-        return MimiConfig.from_dict(data)
+        return config_from_dict(data)
     if resolved.config is not None:
-        return MimiConfig.from_file(resolved.config)
+        config = config_from_file(resolved.config)
+        if isinstance(config, JodioConfig) != (layout == DUMP_LAYOUT):
+            raise ConfigError(f"{resolved.config} describes {type(config).__name__[:-6]}, but the weights are {layout}")
+        return config
+    if layout == DUMP_LAYOUT:
+        return JodioConfig()  # no config beside it: the dump's sizes and mlx-mimi's readings (README, "JODIO")
     if layout == ORIGINAL:
         return MimiConfig()  # Kyutai's file ships without a config: it is kyutai/mimi's architecture
     raise ConfigError(

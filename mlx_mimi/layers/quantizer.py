@@ -49,21 +49,23 @@ def nearest_code(x: mx.array, book: mx.array, half_sq_norms: mx.array) -> mx.arr
 
 
 class ResidualVQ(nn.Module):
-    """``n`` codebooks applied in turn to the residual of a 1x1-projected latent."""
+    """``n`` codebooks applied in turn to the residual of a 1x1-projected latent (Mimi), or of the latent
+    itself where the config has no projections (``vector_quantization_hidden_dimension`` None: JODIO)."""
 
     def __init__(self, config: MimiConfig, num_codebooks: int):
         super().__init__()
         dim, vq_dim = config.hidden_size, config.vector_quantization_hidden_dimension
         self.num_codebooks = num_codebooks
         self.codebook_size = config.codebook_size
-        self.input_proj = mx.zeros((vq_dim, dim))
-        self.output_proj = mx.zeros((dim, vq_dim))
-        self.codebooks = mx.zeros((num_codebooks, config.codebook_size, vq_dim))
+        if vq_dim is not None:
+            self.input_proj = mx.zeros((vq_dim, dim))
+            self.output_proj = mx.zeros((dim, vq_dim))
+        self.codebooks = mx.zeros((num_codebooks, config.codebook_size, vq_dim or dim))
         self.half_sq_norms = mx.zeros((num_codebooks, config.codebook_size))
 
     def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
         """latent: (B, F, dim) float32 -> codes (B, F, n) uint32."""
-        residual = matmul(latent, self.input_proj.T)
+        residual = matmul(latent, self.input_proj.T) if "input_proj" in self else latent
         codes = []
         for i in range(num_codebooks):
             book = self.codebooks[i]
@@ -78,7 +80,7 @@ class ResidualVQ(nn.Module):
         offsets = mx.arange(n, dtype=codes.dtype) * self.codebook_size
         flat = self.codebooks[:n].reshape(-1, self.codebooks.shape[-1])
         quantized = flat[codes + offsets].sum(axis=-2)
-        return matmul(quantized, self.output_proj.T)
+        return matmul(quantized, self.output_proj.T) if "output_proj" in self else quantized
 
 
 class _CompiledSearch(nn.Module):
@@ -112,12 +114,17 @@ class _CompiledSearch(nn.Module):
 
 
 class SplitResidualVQ(_CompiledSearch):
-    """Mimi's quantizer: the semantic and the acoustic RVQ both read the latent; decoding sums them."""
+    """Mimi's quantizer: the semantic and the acoustic RVQ both read the latent; decoding sums them.
+
+    ``acoustic_input`` "residual" (a JODIO reading kept selectable) has the acoustic RVQ read what the
+    semantic one leaves of the latent instead.
+    """
 
     def __init__(self, config: MimiConfig):
         super().__init__()
         self.num_semantic = config.num_semantic_quantizers
         self.num_codebooks = config.num_quantizers
+        self.acoustic_reads_residual = getattr(config, "acoustic_input", "latent") == "residual"
         self.semantic = ResidualVQ(config, config.num_semantic_quantizers)
         self.acoustic = ResidualVQ(config, config.num_acoustic_quantizers)
 
@@ -126,6 +133,8 @@ class SplitResidualVQ(_CompiledSearch):
         latent = latent.astype(mx.float32)
         codes = self.semantic.encode(latent, self.num_semantic)
         if num_codebooks > self.num_semantic:
+            if self.acoustic_reads_residual:
+                latent = latent - self.semantic.decode(codes)
             acoustic = self.acoustic.encode(latent, num_codebooks - self.num_semantic)
             codes = mx.concatenate([codes, acoustic], axis=-1)
         return codes

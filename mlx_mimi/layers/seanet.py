@@ -1,13 +1,14 @@
-"""SEANet encoder and decoder: causal conv stacks with ELU residual blocks (identity skip)."""
+"""SEANet encoders and decoders: Mimi's (ELU residual blocks, channels doubling at each stride) and JODIO's
+(one SiLU dilated conv per unit at a constant width, kernel-3 strided and transposed convs)."""
 
 from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..config import MimiConfig
+from ..config import JodioConfig, MimiConfig
 from .activations import elu
-from .conv import CausalConv1d, ConvTranspose1d
+from .conv import CausalConv1d, ConvTranspose1d, ShortConvTranspose1d, ShortStridedConv1d
 
 State = list
 
@@ -153,3 +154,150 @@ class SEANetDecoder(nn.Module):
                 x = run(block, x)
         x = run(self.final_conv, elu(x))
         return x, new_state
+
+
+# -- JODIO (seed 002's dump) --------------------------------------------------------------------------------
+# Every conv of the dump pads (k - 1) * d on both sides; read causally, the right side is trimmed, which is a
+# left-padded causal conv. Two layers do not fit that reading and are run as a stream *behind* the printed
+# model, with the steps before the printed start held at zero (``zero_before``):
+# - input_proj (padding 1, as printed) sees one sample ahead. It runs as a causal conv one sample late, and
+#   the first downsample reads one step less of left context, which puts the frames back where they belong.
+# - each transposed conv's padding=2 drops the first 2 steps it writes. The decoder keeps them as zeros, so
+#   its output runs ``JodioConfig.decoder_delay`` (2210) samples behind the printed decoder's.
+# Offline and streaming then share one path, and a stream needs whole frames only.
+
+
+def zero_before(x: mx.array, first: mx.array, start: int) -> mx.array:
+    """x (B, T, C) holds stream steps first .. first + T - 1: steps before ``start`` set to zero."""
+    keep = (first + mx.arange(x.shape[1])) >= start
+    return mx.where(keep[None, :, None], x, mx.zeros((1,), dtype=x.dtype))
+
+
+class DilatedUnit(nn.Module):
+    """JODIO's ``Sequential(ParametrizedConv1d, SiLU)``: x + silu(conv(x)), or silu(conv(x)) without the skip."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int, residual: bool):
+        super().__init__()
+        self.conv = CausalConv1d(channels, channels, kernel_size, dilation=dilation)
+        self.residual = residual
+
+    def initial_state(self, batch_size: int, dtype: mx.Dtype) -> mx.array:
+        return self.conv.initial_state(batch_size, dtype)
+
+    def __call__(self, x: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
+        h, state = self.conv(x, state)
+        h = nn.silu(h)
+        return (x + h if self.residual else h), state
+
+
+class JodioEncoderBlock(nn.Module):
+    def __init__(self, config: JodioConfig, stride: int, context: int):
+        super().__init__()
+        c, k = config.channels, config.kernel_size
+        self.units = [DilatedUnit(c, k, d, config.residual) for d in config.dilations]
+        self.downsample = ShortStridedConv1d(c, c, k, stride, context)
+
+
+class JodioEncoder(nn.Module):
+    """Waveform (B, T, 1), T a multiple of the frame size -> (B, T / 1920, channels) at 12.5 Hz."""
+
+    def __init__(self, config: JodioConfig):
+        super().__init__()
+        c, k = config.channels, config.kernel_size
+        self.lookahead = config.input_lookahead
+        self.input_proj = CausalConv1d(1, c, k)
+        self.blocks = [
+            JodioEncoderBlock(config, stride, k - 1 - (self.lookahead if i == 0 else 0))
+            for i, stride in enumerate(config.ratios)
+        ]
+        self.final_conv = ShortStridedConv1d(c, c, k, config.final_stride, k - 1)
+
+    def _convs(self) -> list:
+        out = [self.input_proj]
+        for block in self.blocks:
+            out.extend(block.units)
+            out.append(block.downsample)
+        out.append(self.final_conv)
+        return out
+
+    def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
+        convs = [layer.initial_state(batch_size, dtype) for layer in self._convs()]
+        return {"samples": mx.array(0, dtype=mx.int32), "convs": convs}
+
+    def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
+        first, steps = state["samples"], x.shape[1]
+        convs = iter(state["convs"])
+        new = []
+
+        def run(layer, h):
+            h, s = layer(h, next(convs))
+            new.append(s)
+            return h
+
+        x = run(self.input_proj, x)
+        for i, block in enumerate(self.blocks):
+            for unit in block.units:
+                if i == 0 and self.lookahead:  # the printed model's step -1: its padding, zero
+                    x = zero_before(x, first, self.lookahead)
+                x = run(unit, x)
+            if i == 0 and self.lookahead:
+                x = zero_before(x, first, self.lookahead)
+            x = run(block.downsample, x)
+        x = run(self.final_conv, x)
+        return x, {"samples": first + steps, "convs": new}
+
+
+class JodioDecoderBlock(nn.Module):
+    def __init__(self, config: JodioConfig, stride: int):
+        super().__init__()
+        c, k = config.channels, config.kernel_size
+        self.upsample = ShortConvTranspose1d(c, c, k, stride)
+        self.units = [DilatedUnit(c, k, d, config.residual) for d in reversed(config.dilations)]
+
+
+class JodioDecoder(nn.Module):
+    """(B, F, channels) at 12.5 Hz -> waveform (B, F * 1920, 1), ``decoder_delay`` samples behind the printed
+    decoder: output sample n is the printed decoder's sample n - 2210 (zero before it)."""
+
+    def __init__(self, config: JodioConfig):
+        super().__init__()
+        c, k = config.channels, config.kernel_size
+        self.crop = k - 1  # what each transposed conv's padding=2 drops from its start
+        self.initial_upsample = ShortConvTranspose1d(c, c, k, config.final_stride)
+        self.blocks = [JodioDecoderBlock(config, stride) for stride in reversed(config.ratios)]
+        self.final_proj = CausalConv1d(c, 1, k)
+
+    def _convs(self) -> list:
+        out = [self.initial_upsample]
+        for block in self.blocks:
+            out.append(block.upsample)
+            out.extend(block.units)
+        out.append(self.final_proj)
+        return out
+
+    def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
+        convs = [layer.initial_state(batch_size, dtype) for layer in self._convs()]
+        return {"frames": mx.array(0, dtype=mx.int32), "convs": convs}
+
+    def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
+        frames, count = state["frames"], x.shape[1]
+        convs = iter(state["convs"])
+        new = []
+
+        def run(layer, h):
+            h, s = layer(h, next(convs))
+            new.append(s)
+            return h
+
+        # per level: steps per frame and the delay behind the printed model (zeros before it)
+        per_frame = self.initial_upsample.stride
+        delay = self.crop
+        x = zero_before(run(self.initial_upsample, x), frames * per_frame, delay)
+        for block in self.blocks:
+            per_frame *= block.upsample.stride
+            delay = delay * block.upsample.stride + self.crop
+            x = zero_before(run(block.upsample, x), frames * per_frame, delay)
+            for unit in block.units:
+                x = zero_before(run(unit, x), frames * per_frame, delay)
+        x = zero_before(run(self.final_proj, x), frames * per_frame, delay)
+        return x, {"frames": frames + count, "convs": new}

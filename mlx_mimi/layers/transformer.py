@@ -1,4 +1,5 @@
-"""Mimi's transformer: pre-norm layers, RoPE, causal attention over a sliding window, LayerScale, exact GELU.
+"""The codec transformers: pre-norm layers, RoPE, causal attention over a sliding window; Mimi's LayerNorm and
+LayerScale or JODIO's RMSNorm and final norm, as a ``TransformerConfig`` says.
 
 Attention state is a fixed-size cache of the ``sliding_window - 1`` keys and values before the current
 call (the window is the current step and the 249 before it, transformers' semantics), plus the absolute
@@ -12,7 +13,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..config import MimiConfig
+from ..config import TransformerConfig
 from .activations import gelu
 from .linear import Dense
 
@@ -20,15 +21,16 @@ from .linear import Dense
 class Attention(nn.Module):
     """Multi-head self-attention; ``qkv`` stacks q|k|v with q/k in the rotate-half RoPE layout."""
 
-    def __init__(self, config: MimiConfig):
+    def __init__(self, config: TransformerConfig):
         super().__init__()
-        self.num_heads = config.num_attention_heads
+        self.num_heads = config.num_heads
         self.head_dim = config.head_dim
+        self.rope = config.rope
         self.rope_theta = config.rope_theta
         self.scale = self.head_dim**-0.5
         inner = self.num_heads * self.head_dim
-        self.qkv = Dense(config.hidden_size, 3 * inner, bias=config.attention_bias)
-        self.out = Dense(inner, config.hidden_size, bias=config.attention_bias)
+        self.qkv = Dense(config.hidden_size, 3 * inner, bias=config.bias)
+        self.out = Dense(inner, config.hidden_size, bias=config.bias)
 
     def __call__(
         self, x: mx.array, keys: mx.array, values: mx.array, pos: mx.array, mask: mx.array
@@ -36,8 +38,9 @@ class Attention(nn.Module):
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=pos)
-        k = mx.fast.rope(k, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=pos)
+        if self.rope:
+            q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=pos)
+            k = mx.fast.rope(k, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=pos)
         context = keys.shape[2]
         keys = mx.concatenate([keys, k], axis=2)
         values = mx.concatenate([values, v], axis=2)
@@ -47,31 +50,39 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, config: MimiConfig):
+    def __init__(self, config: TransformerConfig):
         super().__init__()
         self.fc1 = Dense(config.hidden_size, config.intermediate_size)
         self.fc2 = Dense(config.intermediate_size, config.hidden_size)
+        self.activation = gelu if config.activation == "gelu" else nn.silu
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.fc2(gelu(self.fc1(x)))
+        return self.fc2(self.activation(self.fc1(x)))
+
+
+def norm_layer(config: TransformerConfig) -> nn.Module:
+    if config.norm == "rms_norm":
+        return nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
+    return nn.LayerNorm(config.hidden_size, eps=config.norm_eps)
 
 
 class TransformerLayer(nn.Module):
-    def __init__(self, config: MimiConfig):
+    def __init__(self, config: TransformerConfig):
         super().__init__()
         d = config.hidden_size
-        self.eps = config.norm_eps
-        self.attn_norm = nn.LayerNorm(d, eps=config.norm_eps)
+        self.attn_norm = norm_layer(config)
         self.attn = Attention(config)
-        self.attn_scale = mx.full((d,), config.layer_scale_initial_scale)
-        self.mlp_norm = nn.LayerNorm(d, eps=config.norm_eps)
+        self.mlp_norm = norm_layer(config)
         self.mlp = MLP(config)
-        self.mlp_scale = mx.full((d,), config.layer_scale_initial_scale)
+        if config.layer_scale is not None:
+            self.attn_scale = mx.full((d,), config.layer_scale)
+            self.mlp_scale = mx.full((d,), config.layer_scale)
 
     def __call__(self, x, keys, values, pos, mask):
         h, keys, values = self.attn(self.attn_norm(x), keys, values, pos, mask)
-        x = x + self.attn_scale * h
-        x = x + self.mlp_scale * self.mlp(self.mlp_norm(x))
+        x = x + (self.attn_scale * h if "attn_scale" in self else h)
+        h = self.mlp(self.mlp_norm(x))
+        x = x + (self.mlp_scale * h if "mlp_scale" in self else h)
         return x, keys, values
 
 
@@ -88,13 +99,15 @@ def window_mask(pos: mx.array, steps: int, context: int) -> mx.array:
 
 
 class Transformer(nn.Module):
-    """(B, L, d) -> (B, L, d); no final norm (Mimi has none)."""
+    """(B, L, d) -> (B, L, d); a final norm where the config has one (JODIO; Mimi has none)."""
 
-    def __init__(self, config: MimiConfig):
+    def __init__(self, config: TransformerConfig):
         super().__init__()
-        self.context = config.sliding_window - 1
-        self.layers = [TransformerLayer(config) for _ in range(config.num_hidden_layers)]
-        self._heads = config.num_attention_heads
+        self.context = config.window - 1
+        self.layers = [TransformerLayer(config) for _ in range(config.num_layers)]
+        if config.final_norm:
+            self.norm = norm_layer(config)
+        self._heads = config.num_heads
         self._head_dim = config.head_dim
 
     def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
@@ -113,4 +126,6 @@ class Transformer(nn.Module):
             x, k, v = layer(x, k, v, pos, mask)
             new_keys.append(k)
             new_values.append(v)
+        if "norm" in self:
+            x = self.norm(x)
         return x, {"pos": pos + x.shape[1], "keys": new_keys, "values": new_values}
