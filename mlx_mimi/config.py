@@ -364,6 +364,8 @@ class JodioConfig:
         for name in positive:
             if name != "input_lookahead" and getattr(self, name) < 1:
                 raise ConfigError(f"config field {name!r} must be >= 1, got {getattr(self, name)!r}")
+        if not self.dilations or any(d < 1 for d in self.dilations):
+            raise ConfigError(f"config field 'dilations' must be positive ints, got {self.dilations}")
         if not self.ratios or any(r < self.kernel_size - 1 for r in self.ratios + [self.final_stride]):
             raise ConfigError(f"JODIO's strides must be >= kernel_size - 1, got {self.ratios}, {self.final_stride}")
         if self.input_lookahead not in (0, 1):
