@@ -15,7 +15,7 @@ from .layers.linear import Dense
 from .layers.quantizer import build_quantizer
 from .layers.seanet import JodioDecoder, JodioEncoder
 from .layers.transformer import Transformer
-from .model import Mimi
+from .model import Mimi, in_tiles
 
 DUMP_LAYOUT = "jodio-dump"
 REPAIR = (
@@ -79,7 +79,7 @@ class Jodio(Mimi):
             if not final:
                 raise ValueError(f"input of {pcm.shape[1]} samples is not a whole number of frames")
             pcm = mx.concatenate([pcm, mx.zeros((pcm.shape[0], extra, pcm.shape[2]), dtype=pcm.dtype)], axis=1)
-        x, seanet = self.encoder(pcm.astype(self.dtype), state["seanet"])
+        x, seanet = in_tiles(self.encoder, pcm.astype(self.dtype), state["seanet"], self.frame_size)
         x, transformer = self.encoder_transformer(self.pre_vq_proj(x), state["transformer"])
         return x, {"seanet": seanet, "transformer": transformer}
 
@@ -87,7 +87,7 @@ class Jodio(Mimi):
         """codes (B, F, K) -> pcm (B, F * 1920, 1), ``decoder_delay`` samples behind ``decode``."""
         latent = self.quantizer.decode(codes).astype(self.dtype)
         x, transformer = self.decoder_transformer(self.repair_proj(latent), state["transformer"])
-        pcm, seanet = self.decoder(self.post_vq_proj(x), state["seanet"])
+        pcm, seanet = in_tiles(self.decoder, self.post_vq_proj(x), state["seanet"], 1)
         return pcm, {"transformer": transformer, "seanet": seanet}
 
     # -- offline decoding: the printed decoder's alignment -------------------------------------------------
