@@ -3,6 +3,7 @@ JODIO's layers) and its checkpoint names (a PyTorch ``state_dict`` under the dum
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import mlx.core as mx
@@ -132,32 +133,18 @@ def dump_config(names: set[str], config: JodioConfig | None) -> JodioConfig:
     return config
 
 
-def _conv_matrix(w: np.ndarray) -> np.ndarray:
-    """Conv1d weight (out, in, K) -> (K * out, in) for CausalConv1d (stride 1)."""
-    out, cin, k = w.shape
-    return w.transpose(2, 0, 1).reshape(k * out, cin)
-
-
 def _strided_matrix(w: np.ndarray) -> np.ndarray:
     """Conv1d weight (out, in, K) -> (out, K * in) for ShortStridedConv1d (taps outermost)."""
     out, cin, k = w.shape
     return w.transpose(0, 2, 1).reshape(out, k * cin)
 
 
-def _convtr_matrix(w: np.ndarray) -> np.ndarray:
-    """ConvTranspose1d weight (in, out, K) -> (K * out, in)."""
-    cin, out, k = w.shape
-    return w.transpose(2, 1, 0).reshape(k * out, cin)
-
-
-def _rotate_half_rows(w: np.ndarray, heads: int) -> np.ndarray:
-    """q or k rows with interleaved RoPE pairs -> rotate-half halves (what mx.fast.rope(traditional=False) uses)."""
-    out_dim, in_dim = w.shape
-    return w.reshape(heads, out_dim // heads // 2, 2, in_dim).transpose(0, 2, 1, 3).reshape(out_dim, in_dim)
-
-
 def sanitize_dump(tensors: dict[str, np.ndarray], config: JodioConfig) -> dict[str, np.ndarray]:
     """A JODIO state_dict under the dump's names (weight norm folded) -> this package's names and layouts."""
+    # weights.py owns the layouts' shared pieces; it imports this module, so they are imported here
+    from .weights import _first_of, conv_matrix, convtr_matrix
+
+    stride_1 = partial(conv_matrix, stride=1)
     used: set[str] = set()
 
     def take(name: str) -> np.ndarray:
@@ -181,11 +168,11 @@ def sanitize_dump(tensors: dict[str, np.ndarray], config: JodioConfig) -> dict[s
         out[ours + ".bias"] = take(src + ".bias")
 
     if config.has_encoder:
-        conv("encoder.input_proj", "encoder.input_proj", _conv_matrix)
+        conv("encoder.input_proj", "encoder.input_proj", stride_1)
         for i in range(len(config.ratios)):
             src = f"encoder.conv_blocks.{i}"
             for j in range(len(config.dilations)):
-                conv(f"encoder.blocks.{i}.units.{j}.conv", f"{src}.layers.{j}.0", _conv_matrix)
+                conv(f"encoder.blocks.{i}.units.{j}.conv", f"{src}.layers.{j}.0", stride_1)
             conv(f"encoder.blocks.{i}.downsample", f"{src}.downsample", _strided_matrix)
         conv("encoder.final_conv", "encoder.final_conv", _strided_matrix)
         dense("pre_vq_proj", "pre_vq_proj", (config.latent_dim, config.channels))
@@ -199,18 +186,18 @@ def sanitize_dump(tensors: dict[str, np.ndarray], config: JodioConfig) -> dict[s
         dense("repair_proj", "repair_proj", (config.decoder_width, config.latent_dim))
         _transformer(out, take, "decoder_transformer", config.decoder_transformer, config)
         dense("post_vq_proj", "post_vq_proj", (config.channels, config.decoder_width))
-        conv("decoder.initial_upsample", "decoder.initial_upsample", _convtr_matrix)
+        conv("decoder.initial_upsample", "decoder.initial_upsample", convtr_matrix)
         for i in range(len(config.ratios)):
             src = f"decoder.conv_blocks.{i}"
-            conv(f"decoder.blocks.{i}.upsample", f"{src}.upsample", _convtr_matrix)
+            conv(f"decoder.blocks.{i}.upsample", f"{src}.upsample", convtr_matrix)
             for j in range(len(config.dilations)):
-                conv(f"decoder.blocks.{i}.units.{j}.conv", f"{src}.layers.{j}.0", _conv_matrix)
-        conv("decoder.final_proj", "decoder.final_proj", _conv_matrix)
+                conv(f"decoder.blocks.{i}.units.{j}.conv", f"{src}.layers.{j}.0", stride_1)
+        conv("decoder.final_proj", "decoder.final_proj", stride_1)
     dropped = () if config.has_decoder else ("decoder.", "decoder_transformer.", "post_vq_proj.", "repair_proj.")
     dropped += () if config.has_encoder else ("encoder.", "encoder_transformer.", "pre_vq_proj.")
     extra = sorted(n for n in tensors if n not in used and not n.startswith(dropped or ("\0",)))
     if extra:
-        raise WeightsError(f"unexpected tensor {extra[0]!r}" + (f" (and {len(extra) - 1} more)" if extra[1:] else ""))
+        raise WeightsError(f"unexpected tensor {_first_of(extra)} in the JODIO checkpoint")
     return out
 
 
@@ -219,7 +206,9 @@ def _transformer(out: dict, take, side: str, spec, config: JodioConfig) -> None:
         src, ours = f"{side}.layers.{i}.", f"{side}.layers.{i}."
         q, k, v = (take(f"{src}attention.{p}_proj.weight") for p in "qkv")
         if config.rope_layout == "interleaved":
-            q, k = _rotate_half_rows(q, spec.num_heads), _rotate_half_rows(k, spec.num_heads)
+            from .weights import interleaved_to_rotate_half
+
+            q, k = interleaved_to_rotate_half(q, spec.num_heads), interleaved_to_rotate_half(k, spec.num_heads)
         out[ours + "attn.qkv.weight"] = np.concatenate([q, k, v], axis=0)
         out[ours + "attn.out.weight"] = take(src + "attention.out_proj.weight")
         out[ours + "mlp.fc1.weight"] = take(src + "feed_forward.linear1.weight")

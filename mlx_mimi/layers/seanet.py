@@ -13,6 +13,20 @@ from .conv import CausalConv1d, ConvTranspose1d, ShortConvTranspose1d, ShortStri
 State = list
 
 
+class StateRunner:
+    """Calls a stack's stateful layers in order, each with the next entry of the stack's state list, and
+    collects their new states in ``new`` (one entry per layer, the order ``initial_state`` made them in)."""
+
+    def __init__(self, states: list):
+        self._states = iter(states)
+        self.new: list = []
+
+    def __call__(self, layer, h: mx.array, **kw) -> mx.array:
+        h, s = layer(h, next(self._states), **kw)
+        self.new.append(s)
+        return h
+
+
 class ResidualBlock(nn.Module):
     """x + conv2(elu(conv1(elu(x)))): a K-tap conv to dim // compress, then a 1x1 conv back."""
 
@@ -87,13 +101,7 @@ class SEANetEncoder(nn.Module):
     ) -> tuple[mx.array, State] | tuple[mx.array, State, mx.array]:
         """``valid`` (B,) int: input steps that belong to each clip of a right-padded batch. With it, the call
         also returns each clip's valid output steps (the strided convs' ceil(valid / stride))."""
-        state = iter(state)
-        new_state = []
-
-        def run(layer, h, **kw):
-            h, s = layer(h, next(state), **kw)
-            new_state.append(s)
-            return h
+        run = StateRunner(state)
 
         x = run(self.init_conv, x)
         for stage in self.stages:
@@ -103,7 +111,7 @@ class SEANetEncoder(nn.Module):
             if valid is not None:
                 valid = (valid + stage.downsample.stride - 1) // stage.downsample.stride
         x = run(self.final_conv, elu(x))
-        return (x, new_state) if valid is None else (x, new_state, valid)
+        return (x, run.new) if valid is None else (x, run.new, valid)
 
 
 class DecoderStage(nn.Module):
@@ -139,13 +147,7 @@ class SEANetDecoder(nn.Module):
         return [layer.initial_state(batch_size, dtype) for layer in self._convs()]
 
     def __call__(self, x: mx.array, state: State) -> tuple[mx.array, State]:
-        state = iter(state)
-        new_state = []
-
-        def run(layer, h):
-            h, s = layer(h, next(state))
-            new_state.append(s)
-            return h
+        run = StateRunner(state)
 
         x = run(self.init_conv, x)
         for stage in self.stages:
@@ -153,7 +155,7 @@ class SEANetDecoder(nn.Module):
             for block in stage.residuals:
                 x = run(block, x)
         x = run(self.final_conv, elu(x))
-        return x, new_state
+        return x, run.new
 
 
 # -- JODIO (seed 002's dump) --------------------------------------------------------------------------------
@@ -226,13 +228,7 @@ class JodioEncoder(nn.Module):
 
     def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
         first, steps = state["samples"], x.shape[1]
-        convs = iter(state["convs"])
-        new = []
-
-        def run(layer, h):
-            h, s = layer(h, next(convs))
-            new.append(s)
-            return h
+        run = StateRunner(state["convs"])
 
         x = run(self.input_proj, x)
         for i, block in enumerate(self.blocks):
@@ -244,7 +240,7 @@ class JodioEncoder(nn.Module):
                 x = zero_before(x, first, self.lookahead)
             x = run(block.downsample, x)
         x = run(self.final_conv, x)
-        return x, {"samples": first + steps, "convs": new}
+        return x, {"samples": first + steps, "convs": run.new}
 
 
 class JodioDecoderBlock(nn.Module):
@@ -281,13 +277,7 @@ class JodioDecoder(nn.Module):
 
     def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
         frames, count = state["frames"], x.shape[1]
-        convs = iter(state["convs"])
-        new = []
-
-        def run(layer, h):
-            h, s = layer(h, next(convs))
-            new.append(s)
-            return h
+        run = StateRunner(state["convs"])
 
         # per level: steps per frame and the delay behind the printed model (zeros before it)
         per_frame = self.initial_upsample.stride
@@ -300,4 +290,4 @@ class JodioDecoder(nn.Module):
             for unit in block.units:
                 x = zero_before(run(unit, x), frames * per_frame, delay)
         x = zero_before(run(self.final_proj, x), frames * per_frame, delay)
-        return x, {"frames": frames + count, "convs": new}
+        return x, {"frames": frames + count, "convs": run.new}
