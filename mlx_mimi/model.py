@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import mlx.core as mx
@@ -35,6 +36,10 @@ GPU_FRAMES_PER_PASS = 1024
 # AMD EPYC, one 32-frame chunk, SEANet decoder 320 -> 207 ms, encoder 251 -> 205 ms (tiles of 16: 207/218,
 # of 4: 330/267), outputs bit-identical here. A GPU wants the whole chunk in one dispatch: no tiles.
 CPU_SEANET_TILE_FRAMES = 8
+# ... but only their high-rate stages: the encoder's last stage(s) and the decoder's first ones have small
+# activations and large weights (32 MB for the 512 <-> 1024 strided convs), read once per tile. Those run once
+# per chunk. Measured on the AMD EPYC, one 32-frame chunk: see the README's profile.
+CPU_WHOLE_CHUNK_STAGES = 2
 # encode_batch/decode_batch group clips so that padding adds at most this share of computed frames.
 PAD_WASTE = 0.25
 # 2-D input whose second axis is at most this long, and shorter than the first, is (samples, channels).
@@ -53,17 +58,25 @@ def seanet_tile_frames() -> int | None:
     return CPU_SEANET_TILE_FRAMES if mx.default_device() == mx.cpu else None
 
 
-def in_tiles(layer, x: mx.array, state, steps_per_frame: int, final: bool = False, valid: mx.array | None = None):
-    """``layer(x, state[, final, valid])`` (a SEANet) over x (B, T, C) in tiles of ``seanet_tile_frames()`` frames
-    of ``steps_per_frame`` steps, the state carried from tile to tile. ``final`` goes to the last tile; ``valid``
-    (B,) steps of each clip is split per tile and the layer's valid output steps are summed (tiles are whole
-    frames, so each tile's ceil(valid / stride) adds up to the chunk's)."""
+def in_tiles(
+    layer,
+    x: mx.array,
+    state,
+    steps_per_frame: int,
+    final: bool = False,
+    valid: mx.array | None = None,
+    span: tuple[int, int | None] | None = None,
+):
+    """``layer(x, state[, final, valid, span])`` (a SEANet, or the layers ``span`` of it) over x (B, T, C) in tiles
+    of ``seanet_tile_frames()`` frames of ``steps_per_frame`` steps, the state carried from tile to tile. ``final``
+    goes to the last tile; ``valid`` (B,) steps of each clip is split per tile and the layer's valid output steps
+    are summed (tiles are whole frames, so each tile's ceil(valid / stride) adds up to the chunk's)."""
     frames = seanet_tile_frames()
     size = x.shape[1] if frames is None else frames * steps_per_frame
     starts = list(range(0, x.shape[1], size)) or [0]
     outs, counts = [], []
     for start in starts:
-        kw = {}
+        kw = {} if span is None else {"span": span}
         if final:
             kw["final"] = start == starts[-1]
         if valid is not None:
@@ -155,10 +168,11 @@ class Mimi(nn.Module):
         """pcm (B, T, 1) -> the quantizer's input latent (B, F, hidden). T is a multiple of the frame size
         unless ``final``. ``valid`` (B,) int: samples of each clip of a right-padded batch in this chunk."""
         pcm = pcm.astype(self.dtype)
-        if valid is None:
-            x, seanet = in_tiles(self.encoder, pcm, state["seanet"], self.frame_size, final=final)
-        else:
-            x, seanet, valid = in_tiles(self.encoder, pcm, state["seanet"], self.frame_size, final=final, valid=valid)
+        tail = self.encoder.tail_start(CPU_WHOLE_CHUNK_STAGES)
+        out = in_tiles(self.encoder, pcm, state["seanet"], self.frame_size, final, valid, span=(0, tail))
+        out = self.encoder(out[0], out[1], final=final, valid=out[2] if valid is not None else None, span=(tail, None))
+        x, seanet = out[0], out[1]
+        valid = out[2] if valid is not None else None
         fresh = state["transformer"]["pos"] == 0
         x, transformer = self.encoder_transformer(x, state["transformer"])
         x, down = self.downsample(x, state["downsample"], fresh=fresh, final=final, valid=valid)
@@ -176,8 +190,10 @@ class Mimi(nn.Module):
         latent = self.quantizer.decode(codes).astype(self.dtype)
         x, up = self.upsample(latent, state["upsample"])
         x, transformer = self.decoder_transformer(x, state["transformer"])
-        # (no two-stream split here: measured slower end to end for the decoder on the CPU backend)
-        pcm, seanet = in_tiles(self.decoder, x, state["seanet"], self.config.downsample_stride)
+        head = self.decoder.head_end(CPU_WHOLE_CHUNK_STAGES)
+        x, seanet = self.decoder(x, state["seanet"], span=(0, head))
+        rate = math.prod(self.config.upsampling_ratios[:CPU_WHOLE_CHUNK_STAGES])
+        pcm, seanet = in_tiles(self.decoder, x, seanet, self.config.downsample_stride * rate, span=(head, None))
         return pcm, {"upsample": up, "transformer": transformer, "seanet": seanet}
 
     # -- offline API ------------------------------------------------------------------------------------

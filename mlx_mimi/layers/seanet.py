@@ -96,22 +96,35 @@ class SEANetEncoder(nn.Module):
             stride *= conv.stride
         return field
 
+    def tail_start(self, stages: int) -> int:
+        """Index in ``_convs()`` of the first layer of the last ``stages`` stages (the final conv follows them)."""
+        per_stage = 1 + len(self.stages[0].residuals)
+        return len(self._convs()) - 1 - stages * per_stage
+
     def __call__(
-        self, x: mx.array, state: State, final: bool = False, valid: mx.array | None = None
+        self,
+        x: mx.array,
+        state: State,
+        final: bool = False,
+        valid: mx.array | None = None,
+        span: tuple[int, int | None] = (0, None),
     ) -> tuple[mx.array, State] | tuple[mx.array, State, mx.array]:
         """``valid`` (B,) int: input steps that belong to each clip of a right-padded batch. With it, the call
-        also returns each clip's valid output steps (the strided convs' ceil(valid / stride))."""
-        run = StateRunner(state)
-
-        x = run(self.init_conv, x)
-        for stage in self.stages:
-            for block in stage.residuals:
-                x = run(block, x)
-            x = run(stage.downsample, elu(x), final=final, valid=valid)
-            if valid is not None:
-                valid = (valid + stage.downsample.stride - 1) // stage.downsample.stride
-        x = run(self.final_conv, elu(x))
-        return (x, run.new) if valid is None else (x, run.new, valid)
+        also returns each clip's valid output steps (the strided convs' ceil(valid / stride)).
+        ``span``: run only the layers ``_convs()[start:stop]`` (x is the first one's input); the state returned is
+        the whole list with those layers' entries replaced."""
+        new = list(state)
+        start, stop = span
+        for i, layer in enumerate(self._convs()[start:stop], start):
+            if layer is self.init_conv or isinstance(layer, ResidualBlock):
+                x, new[i] = layer(x, state[i])
+            elif layer is self.final_conv:
+                x, new[i] = layer(elu(x), state[i])
+            else:  # a stage's downsample
+                x, new[i] = layer(elu(x), state[i], final=final, valid=valid)
+                if valid is not None:
+                    valid = (valid + layer.stride - 1) // layer.stride
+        return (x, new) if valid is None else (x, new, valid)
 
 
 class DecoderStage(nn.Module):
@@ -146,16 +159,18 @@ class SEANetDecoder(nn.Module):
     def initial_state(self, batch_size: int, dtype: mx.Dtype) -> State:
         return [layer.initial_state(batch_size, dtype) for layer in self._convs()]
 
-    def __call__(self, x: mx.array, state: State) -> tuple[mx.array, State]:
-        run = StateRunner(state)
+    def head_end(self, stages: int) -> int:
+        """Index in ``_convs()`` just past the init conv and the first ``stages`` stages."""
+        return 1 + stages * (1 + len(self.stages[0].residuals))
 
-        x = run(self.init_conv, x)
-        for stage in self.stages:
-            x = run(stage.upsample, elu(x))
-            for block in stage.residuals:
-                x = run(block, x)
-        x = run(self.final_conv, elu(x))
-        return x, run.new
+    def __call__(self, x: mx.array, state: State, span: tuple[int, int | None] = (0, None)) -> tuple[mx.array, State]:
+        """``span``: run only the layers ``_convs()[start:stop]``, as in ``SEANetEncoder``."""
+        new = list(state)
+        start, stop = span
+        for i, layer in enumerate(self._convs()[start:stop], start):
+            after_elu = isinstance(layer, ConvTranspose1d) or layer is self.final_conv
+            x, new[i] = layer(elu(x) if after_elu else x, state[i])
+        return x, new
 
 
 # -- JODIO (seed 002's dump) --------------------------------------------------------------------------------
