@@ -10,6 +10,8 @@ in-graph mask, then keeps the last ``window - 1``: the same code serves a 2-step
 
 from __future__ import annotations
 
+import math
+
 import mlx.core as mx
 import mlx.nn as nn
 
@@ -21,6 +23,36 @@ from .linear import Dense
 # keep MLX's attention, where the extra kernels cost about what the exp saves (measured: 33 vs 32.6 ms per
 # encode step, within noise).
 MIN_STEPS_OWN_SOFTMAX = 16
+
+
+def shared_rope() -> bool:
+    """Whether a transformer call computes one RoPE table for all its layers (the CPU) or leaves RoPE to
+    ``mx.fast.rope`` (a GPU, where it is one fused kernel).
+
+    Why: on the CPU, ``mx.fast.rope`` is MLX's composed fallback, which recomputes the angles' cos and sin at
+    every call (16 ops). The same arithmetic with the table made once per call and q and k rotated together
+    is bit-identical and 2.5-4x faster: 0.41 -> 0.10-0.16 ms per layer, 64-step chunk (AMD EPYC).
+    """
+    return mx.default_device() == mx.cpu
+
+
+def rope_table(pos: mx.array, steps: int, head_dim: int, base: float) -> tuple[mx.array, mx.array]:
+    """cos and sin (steps, head_dim / 2) of the angles of positions pos .. pos + steps - 1: MLX's own formula
+    (its CPU fallback's float32 ops in its order), so that ``rotate_half`` matches ``mx.fast.rope`` bit for bit."""
+    half = head_dim // 2
+    positions = mx.arange(steps, dtype=mx.float32) + pos
+    inv_freqs = mx.exp(mx.arange(0, -half, -1, dtype=mx.float32) * mx.array(math.log(base) / half, mx.float32))
+    theta = positions[:, None] * inv_freqs
+    return mx.cos(theta), mx.sin(theta)
+
+
+def rotate_half(x: mx.array, cos: mx.array, sin: mx.array) -> mx.array:
+    """Non-traditional RoPE of x (..., steps, head_dim) by a ``rope_table``. Not compiled: fused, a compiler
+    may contract ``a * b - c * d`` into an FMA and round differently from MLX's separate ops (compiled, it
+    was no faster)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return mx.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
 
 
 class Attention(nn.Module):
@@ -38,12 +70,22 @@ class Attention(nn.Module):
         self.out = Dense(inner, config.hidden_size, bias=config.bias)
 
     def __call__(
-        self, x: mx.array, keys: mx.array, values: mx.array, pos: mx.array, mask: mx.array
+        self,
+        x: mx.array,
+        keys: mx.array,
+        values: mx.array,
+        pos: mx.array,
+        mask: mx.array,
+        table: tuple[mx.array, mx.array] | None = None,
     ) -> tuple[mx.array, mx.array, mx.array]:
+        """``table``: the call's ``rope_table`` where ``shared_rope()``; None: ``mx.fast.rope`` at ``pos``."""
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        if self.rope:
+        if self.rope and table is not None:
+            qk = rotate_half(qkv[:2], *table)
+            q, k = qk[0], qk[1]
+        elif self.rope:
             q = mx.fast.rope(q, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=pos)
             k = mx.fast.rope(k, self.head_dim, traditional=False, base=self.rope_theta, scale=1.0, offset=pos)
         context = keys.shape[2]
@@ -88,8 +130,8 @@ class TransformerLayer(nn.Module):
             self.attn_scale = mx.full((d,), config.layer_scale)
             self.mlp_scale = mx.full((d,), config.layer_scale)
 
-    def __call__(self, x, keys, values, pos, mask):
-        h, keys, values = self.attn(self.attn_norm(x), keys, values, pos, mask)
+    def __call__(self, x, keys, values, pos, mask, table=None):
+        h, keys, values = self.attn(self.attn_norm(x), keys, values, pos, mask, table)
         x = x + (self.attn_scale * h if "attn_scale" in self else h)
         h = self.mlp(self.mlp_norm(x))
         x = x + (self.mlp_scale * h if "mlp_scale" in self else h)
@@ -119,6 +161,8 @@ class Transformer(nn.Module):
             self.norm = norm_layer(config)
         self._heads = config.num_heads
         self._head_dim = config.head_dim
+        self._rope = config.rope
+        self._rope_theta = config.rope_theta
 
     def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
         shape = (batch_size, self._heads, self.context, self._head_dim)
@@ -131,9 +175,12 @@ class Transformer(nn.Module):
     def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
         pos = state["pos"]
         mask = window_mask(pos, x.shape[1], self.context)
+        table = None
+        if self._rope and shared_rope():
+            table = rope_table(pos, x.shape[1], self._head_dim, self._rope_theta)
         new_keys, new_values = [], []
         for layer, k, v in zip(self.layers, state["keys"], state["values"], strict=True):
-            x, k, v = layer(x, k, v, pos, mask)
+            x, k, v = layer(x, k, v, pos, mask, table)
             new_keys.append(k)
             new_values.append(v)
         if "norm" in self:
