@@ -1,16 +1,26 @@
-"""The arithmetic activations x86 CPUs use (layers/activations.py) against float64 references."""
+"""The arithmetic activations x86 CPUs use (layers/activations.py) against float64 references, and the CPU's
+shared RoPE table (layers/transformer.py) against MLX's own rope."""
 
 from __future__ import annotations
 
 import math
+import threading
 
 import mlx_mimi  # noqa: F401  (first: OpenBLAS before mlx.core)
 
 import mlx.core as mx  # isort: skip
 import numpy as np
+import pytest
 
-from mlx_mimi.layers.activations import _elu_arith, _exp_nonpositive, _gelu_arith, masked_softmax
-from mlx_mimi.layers.transformer import window_mask
+from mlx_mimi.layers.activations import (
+    _elu_arith,
+    _exp_nonpositive,
+    _gelu_arith,
+    elu,
+    elu_halves,
+    masked_softmax,
+)
+from mlx_mimi.layers.transformer import rope_table, rotate_half, window_mask
 
 # FMA contraction (a wheel built for AVX2 JIT-compiles with -mfma) rounds differently: margins above what
 # this machine measures (ELU 3.7 ulp, exp 1.6 ulp)
@@ -64,3 +74,35 @@ def test_gelu_matches_erf_in_float64():
     xd = x.astype(np.float64)
     ref = 0.5 * xd * (1 + np.array([math.erf(v / math.sqrt(2)) for v in xd]))
     assert np.abs(got - ref).max() <= 2e-6 * np.maximum(np.abs(xd), 1).max() / 12
+
+
+@pytest.mark.parametrize("pos, steps", [(0, 2), (500, 64), (123_456, 7)])
+def test_shared_rope_table_is_mlx_rope_bit_for_bit(pos, steps):
+    """The CPU's one-table RoPE (layers/transformer.py) is MLX's CPU rope arithmetic, op for op: the same bits,
+    here on q and k of a (3, B, H, L, D) q|k|v view as the attention takes them."""
+    qkv = mx.random.normal((steps, 2, 3, 8, 64), key=mx.random.key(pos)).transpose(2, 1, 3, 0, 4)
+    offset = mx.array(pos, dtype=mx.int32)
+    with mx.stream(mx.cpu):
+        got = rotate_half(qkv[:2], *rope_table(offset, steps, 64, 10_000.0))
+        for i in range(2):
+            want = mx.fast.rope(qkv[i], 64, traditional=False, base=10_000.0, scale=1.0, offset=offset)
+            assert mx.array_equal(got[i], want).item()
+
+
+def test_elu_halves_are_elu_bit_for_bit_in_any_thread():
+    """The CPU's two-stream ELU (layers/activations.py) computes every element as ``elu``, in the thread that
+    asks (MLX streams belong to threads: the second stream is thread-local)."""
+    x = mx.random.normal((1, 15360, 64), key=mx.random.key(3)) * 4
+    want = elu(x)
+    results = []
+
+    def run():
+        with mx.stream(mx.cpu):
+            parts = elu_halves(x)
+            results.append((len(parts), mx.array_equal(mx.concatenate(parts, axis=1), want).item()))
+
+    run()
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert results == [(2, True), (2, True)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -84,6 +85,43 @@ def elu(x: mx.array) -> mx.array:
     if fast_math() and x.dtype == mx.float32:
         return _elu_arith(x)
     return mx.maximum(x, mx.expm1(mx.minimum(x, 0)))
+
+
+# -- ELU in two halves on two CPU streams ------------------------------------------------------------------
+# MLX's CPU backend runs an elementwise kernel on one thread (its stream's), while matmuls use every BLAS
+# thread. The ELUs in front of the SEANets' convs are split in two halves along time, one on a second CPU
+# stream: both run at once, and the conv's own concatenation (state + input) joins them, so nothing is copied
+# twice. Each element is computed as before: the same bits. Measured on the AMD EPYC (2 cores): ELU + concat
+# of a 15360 x 64 tile 3.05 -> 2.07 ms. Below ``SPLIT_MIN_ELEMENTS`` the hand-off between the streams costs
+# more than it saves; a GPU runs one kernel over the whole tensor anyway.
+SPLIT_MIN_ELEMENTS = 1 << 18
+# MLX streams belong to the thread that made them: a thread-local stream is a distinct stream in every thread
+# that uses it (made on first use there), so the model stays usable from any thread.
+_second_stream: list = []
+_second_stream_lock = threading.Lock()
+
+
+def split_elementwise() -> bool:
+    """Whether large ELUs run in two halves on two streams (a CPU device)."""
+    return mx.default_device() == mx.cpu
+
+
+def _second_cpu_stream() -> mx.ThreadLocalStream:
+    with _second_stream_lock:
+        if not _second_stream:
+            _second_stream.append(mx.new_thread_local_stream(mx.cpu))
+        return _second_stream[0]
+
+
+def elu_halves(x: mx.array) -> list[mx.array]:
+    """ELU of x (B, T, C) as a list of time pieces (their concatenation along axis 1 is ``elu(x)``), for a
+    consumer that concatenates anyway (a causal conv: state + input)."""
+    if not (split_elementwise() and x.size >= SPLIT_MIN_ELEMENTS and x.shape[1] >= 2):
+        return [elu(x)]
+    half = x.shape[1] // 2
+    with mx.stream(_second_cpu_stream()):
+        first = elu(x[:, :half])
+    return [first, elu(x[:, half:])]
 
 
 # -- GELU with a rational erf (Eigen's float erf: x P(x^2) / Q(x^2) on [-4, 4]) ------------------------------

@@ -86,13 +86,14 @@ class CausalConv1d(WeightMatrix):
 
     def __call__(
         self,
-        x: mx.array,
+        x: mx.array | list[mx.array],
         state: mx.array | None,
         fresh: mx.array | None = None,
         final: bool = False,
         valid: mx.array | None = None,
     ) -> tuple[mx.array, mx.array | None]:
-        """``x``: (B, T, C_in). ``fresh``: bool scalar, true at a stream's start (replicate mode only).
+        """``x``: (B, T, C_in), or a list of its time pieces (``activations.elu_halves``), joined by the
+        concatenation with the state. ``fresh``: bool scalar, true at a stream's start (replicate mode only).
 
         ``final``: this is the stream's last call; pad a partial last block as the reference does.
         T must be a multiple of the stride unless ``final``. ``valid`` (B,) int: steps of ``x`` that belong to
@@ -101,17 +102,21 @@ class CausalConv1d(WeightMatrix):
         """
         ctx = self.context
         bias = self.get("bias")
+        parts = x if isinstance(x, list) else [x]
+        if len(parts) > 1 and (ctx == 0 or valid is not None):
+            parts = [mx.concatenate(parts, axis=1)]
         if valid is not None and self.stride > 1:
-            x = self._pad_after(x, valid)
+            parts = [self._pad_after(parts[0], valid)]
         if ctx == 0:  # 1x1 conv
-            return self.product(x, bias), None
+            return self.product(parts[0], bias), None
         if self.pad_mode == "replicate" and fresh is not None:
-            state = mx.where(fresh, mx.repeat(x[:, :1], ctx, axis=1), state)
-        xp = mx.concatenate([state, x], axis=1)
+            state = mx.where(fresh, mx.repeat(parts[0][:, :1], ctx, axis=1), state)
+        xp = mx.concatenate([state, *parts], axis=1)
         new_state = xp[:, -ctx:]
+        t = xp.shape[1] - ctx
         if self.stride > 1:
-            return self._strided(xp, x.shape[1], final, bias), new_state
-        t, d, n = x.shape[1], self.dilation, self.out_channels
+            return self._strided(xp, t, final, bias), new_state
+        d, n = self.dilation, self.out_channels
         if self.im2col:
             cols = mx.concatenate([xp[:, k * d : k * d + t] for k in range(self.kernel_size)], axis=-1)
             w = self.weight.reshape(self.kernel_size, n, self.in_channels).transpose(1, 0, 2)

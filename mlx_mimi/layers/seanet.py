@@ -7,7 +7,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..config import JodioConfig, MimiConfig
-from .activations import elu
+from .activations import elu, elu_halves
 from .conv import CausalConv1d, ConvTranspose1d, ShortConvTranspose1d, ShortStridedConv1d
 
 State = list
@@ -39,7 +39,7 @@ class ResidualBlock(nn.Module):
         return self.conv1.initial_state(batch_size, dtype)
 
     def __call__(self, x: mx.array, state: mx.array | None) -> tuple[mx.array, mx.array | None]:
-        h, state = self.conv1(elu(x), state)
+        h, state = self.conv1(elu_halves(x), state)
         h, _ = self.conv2(elu(h), None)
         return x + h, state
 
@@ -119,9 +119,9 @@ class SEANetEncoder(nn.Module):
             if layer is self.init_conv or isinstance(layer, ResidualBlock):
                 x, new[i] = layer(x, state[i])
             elif layer is self.final_conv:
-                x, new[i] = layer(elu(x), state[i])
+                x, new[i] = layer(elu_halves(x), state[i])
             else:  # a stage's downsample
-                x, new[i] = layer(elu(x), state[i], final=final, valid=valid)
+                x, new[i] = layer(elu_halves(x), state[i], final=final, valid=valid)
                 if valid is not None:
                     valid = (valid + layer.stride - 1) // layer.stride
         return (x, new) if valid is None else (x, new, valid)
@@ -168,8 +168,11 @@ class SEANetDecoder(nn.Module):
         new = list(state)
         start, stop = span
         for i, layer in enumerate(self._convs()[start:stop], start):
-            after_elu = isinstance(layer, ConvTranspose1d) or layer is self.final_conv
-            x, new[i] = layer(elu(x) if after_elu else x, state[i])
+            if isinstance(layer, ConvTranspose1d):
+                x = elu(x)
+            elif layer is self.final_conv:
+                x = elu_halves(x)
+            x, new[i] = layer(x, state[i])
         return x, new
 
 
