@@ -6,13 +6,16 @@
     python benchmarks/bench.py --only mlx-mimi,moshi
     python benchmarks/bench.py --anchor-python .venv-anchors/bin/python   # + moshi_mlx and rustymimi
     python benchmarks/bench.py --stream-minutes 60  # + RSS after 1 min vs 60 min of streaming
+    python benchmarks/bench.py --rounds 3           # every implementation 3 times, interleaved (noisy machines)
 
 The driver builds random non-degenerate weights once (tests/reference.py: the Hugging Face layout, Kyutai's
 original file, and mlx-mimi's converted layout) and an espeak-ng speech clip, then runs one worker process per
 implementation (worker.py; anchors_venv.py in the anchors' venv, since moshi_mlx pins an older mlx), each with
 the same thread count (--threads, default all cores: OMP/OPENBLAS/MKL/RAYON_NUM_THREADS in its environment,
 torch.set_num_threads in the torch workers). Nothing is timed in the driver itself. Figures are medians over
---repeats runs after a warm-up; RTF = audio seconds per wall second (higher is faster). The tables go to stdout
+--repeats runs after a warm-up; RTF = audio seconds per wall second (higher is faster). With --rounds N the
+implementations' workers run N times in turn (A B C A B C ...), so that a slow spell of a shared machine falls
+on all of them alike; each figure is then the median over the rounds, shown with its range. The tables go to stdout
 as Markdown (progress to stderr). On a Mac the same command measures Metal.
 """
 
@@ -120,6 +123,41 @@ NOTES: list[str] = []
 OTHER_LOAD_WARN = 0.1  # cores
 
 
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def merge_rounds(runs: list[dict]) -> dict:
+    """One worker's results from several rounds -> one result: each figure the median over the rounds, with
+    ``<field>_range`` (min, max) beside it. Figures missing from a round (a failed cell) use the rounds that
+    have them."""
+    merged = dict(runs[0])
+    merged["rounds"] = len(runs)
+    merged["wall_s"] = sum(r["wall_s"] for r in runs)
+    loads = [r["other_cores"] for r in runs if r.get("other_cores") is not None]
+    merged["other_cores"] = max(loads) if loads else None
+    for part, key, fields in (
+        ("offline", ("seconds", "codebooks"), ("encode_rtf", "decode_rtf", "encode_s", "decode_s")),
+        ("stream", ("batch", "step"), ("mean_ms", "p99_ms", "frames_per_s")),
+    ):
+        groups: dict[tuple, list[dict]] = {}
+        for r in runs:
+            for row in r.get(part, []):
+                groups.setdefault(tuple(row[k] for k in key), []).append(row)
+        rows = []
+        for same in groups.values():
+            row = dict(same[0])
+            for field in fields:
+                values = [x[field] for x in same]
+                row[field] = _median(values)
+                row[f"{field}_range"] = (min(values), max(values))
+            rows.append(row)
+        merged[part] = rows
+    return merged
+
+
 def busy_cpu_seconds() -> float | None:
     """CPU seconds all processes have used since boot (Linux /proc/stat: all but idle and iowait), or None."""
     try:
@@ -176,6 +214,15 @@ def command_line() -> str:
     return shlex.join(argv)
 
 
+def _rtf_cell(row: dict, field: str) -> str:
+    """``12.34x``, or with rounds ``12.34x (11.9-12.8)``: the median and the range over the rounds."""
+    cell = f"{row[field]:.2f}x"
+    if f"{field}_range" in row:
+        low, high = row[f"{field}_range"]
+        cell += f" ({low:.1f}-{high:.1f})"
+    return cell
+
+
 def print_offline(results: list[dict]) -> None:
     rows = {(r["label"], o["seconds"], o["codebooks"]): o for r in results for o in r["offline"]}
     if not rows:
@@ -191,7 +238,8 @@ def print_offline(results: list[dict]) -> None:
             o = rows.get((label, seconds, k))
             if o:
                 name = f"**{label}**" if label.startswith("mlx-mimi") else label
-                print(f"| {name} | {seconds} s | {k} | {o['encode_rtf']:.2f}x | {o['decode_rtf']:.2f}x |")
+                enc, dec = _rtf_cell(o, "encode_rtf"), _rtf_cell(o, "decode_rtf")
+                print(f"| {name} | {seconds} s | {k} | {enc} | {dec} |")
     ours = next((r["label"] for r in results if r["impl"] == "mlx-mimi" and r["offline"]), None)
     others = [label for label in labels if label != ours]
     if ours is None or not others:
@@ -232,10 +280,10 @@ def print_stream(results: list[dict], frames: int) -> None:
     print("|---|---|---|---|---|---|")
     for label, s in rows:
         name = f"**{label}**" if label.startswith("mlx-mimi") else label
-        print(
-            f"| {name} | {s['batch']} | {s['step']} | {s['mean_ms']:.2f} | {s['p99_ms']:.2f} | "
-            f"{s['frames_per_s']:.0f} |"
-        )
+        mean = f"{s['mean_ms']:.2f}"
+        if "mean_ms_range" in s:
+            mean += " ({:.1f}-{:.1f})".format(*s["mean_ms_range"])
+        print(f"| {name} | {s['batch']} | {s['step']} | {mean} | {s['p99_ms']:.2f} | {s['frames_per_s']:.0f} |")
     ours = next((r for r in results if r["impl"] == "mlx-mimi" and r["stream"]), None)
     moshi = next((r for r in results if r["impl"] == "moshi" and r["stream"]), None)
     if ours and moshi:
@@ -348,6 +396,11 @@ def header(args, results: list[dict], repeats: int) -> None:
         f"({', '.join(THREAD_VARS)}; torch.set_num_threads), on the same random weights and the same espeak-ng "
         f"speech clip; offline figures are medians of {repeats} runs after a warm-up, float32 unless labelled."
     )
+    if args.rounds > 1:
+        print(
+            f"The implementations ran {args.rounds} times in turn (A B C A B C ...); each figure is the median of "
+            "the rounds' figures, with their range (min-max) in brackets."
+        )
 
 
 # -- main --------------------------------------------------------------------------------------------------
@@ -359,6 +412,9 @@ def main() -> None:
     ap.add_argument("--codebooks", default="8,32", help="comma list")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per figure (default 5; --quick 2)")
     ap.add_argument("--frames", type=int, default=None, help="streaming steps timed (default 200; --quick 50)")
+    ap.add_argument(
+        "--rounds", type=int, default=1, help="run the implementations' workers this many times in turn (median)"
+    )
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for every worker")
     ap.add_argument(
         "--variants",
@@ -373,6 +429,8 @@ def main() -> None:
     ap.add_argument("--assets", default=None, help="folder for the weights and speech (reused when present)")
     ap.add_argument("--build-assets", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     seconds = args.seconds or ("10" if args.quick else "10,60")
     repeats = args.repeats or (2 if args.quick else 5)
     frames = args.frames if args.frames is not None else (50 if args.quick else 200)
@@ -433,7 +491,22 @@ def main() -> None:
     done: dict[str, list[dict]] = {}
     try:
         ensure_assets(folder, max_seconds, env)
+        main_workers = [w for role, w in plan if role == "main"]
+        per_worker: dict[int, list[dict]] = {}
+        for round_no in range(args.rounds):  # A B C, A B C, ...: a slow spell hits every implementation
+            if args.rounds > 1:
+                print(f"# round {round_no + 1} of {args.rounds}", file=sys.stderr, flush=True)
+            for i, worker in enumerate(main_workers):
+                result = worker.run(common)
+                if result is not None:
+                    per_worker.setdefault(i, []).append(result)
+        for i in range(len(main_workers)):
+            if i in per_worker:
+                runs = per_worker[i]
+                done.setdefault("main", []).append(merge_rounds(runs) if args.rounds > 1 else runs[0])
         for role, worker in plan:
+            if role == "main":
+                continue
             result = worker.run(common)
             if result is not None:
                 done.setdefault(role, []).append(result)
