@@ -1,4 +1,5 @@
-"""Activations, and the one place where mlx-mimi swaps MLX's own transcendental ops for faster ones by backend.
+"""Activations, and the one place where mlx-mimi swaps MLX's own transcendental ops for faster ones by backend
+(and, on a CPU, splits the large ELUs over two streams: see ``elu_halves``).
 
 Why: MLX's x86 CPU backend evaluates ``exp``/``expm1``/``erf`` one element at a time through libm, and the two
 SEANets evaluate ~7 M ELUs per audio second each. Written in plain arithmetic and compiled, MLX fuses them into
