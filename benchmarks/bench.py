@@ -28,6 +28,7 @@ import platform
 import resource
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,12 +124,6 @@ NOTES: list[str] = []
 OTHER_LOAD_WARN = 0.1  # cores
 
 
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
 def merge_rounds(runs: list[dict]) -> dict:
     """One worker's results from several rounds -> one result: each figure the median over the rounds, with
     ``<field>_range`` (min, max) beside it. Figures missing from a round (a failed cell) use the rounds that
@@ -151,7 +146,7 @@ def merge_rounds(runs: list[dict]) -> dict:
             row = dict(same[0])
             for field in fields:
                 values = [x[field] for x in same]
-                row[field] = _median(values)
+                row[field] = statistics.median(values)
                 row[f"{field}_range"] = (min(values), max(values))
             rows.append(row)
         merged[part] = rows

@@ -202,12 +202,12 @@ def sanitize_dump(tensors: dict[str, np.ndarray], config: JodioConfig) -> dict[s
 
 
 def _transformer(out: dict, take, side: str, spec, config: JodioConfig) -> None:
+    from .weights import interleaved_to_rotate_half  # weights.py imports this module
+
     for i in range(spec.num_layers):
         src, ours = f"{side}.layers.{i}.", f"{side}.layers.{i}."
         q, k, v = (take(f"{src}attention.{p}_proj.weight") for p in "qkv")
         if config.rope_layout == "interleaved":
-            from .weights import interleaved_to_rotate_half
-
             q, k = interleaved_to_rotate_half(q, spec.num_heads), interleaved_to_rotate_half(k, spec.num_heads)
         out[ours + "attn.qkv.weight"] = np.concatenate([q, k, v], axis=0)
         out[ours + "attn.out.weight"] = take(src + "attention.out_proj.weight")
