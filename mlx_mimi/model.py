@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import mlx.core as mx
@@ -18,10 +21,14 @@ from .layers.seanet import SEANetDecoder, SEANetEncoder
 from .layers.transformer import Transformer
 
 # Offline input is processed in chunks of frames: long files run in bounded memory and each chunk's graph is
-# evaluated once. On a CPU, 32 frames (2.56 s) keeps activations near cache size (measured on an AMD EPYC:
-# 16 frames 9.1x/9.3x real time encode/decode, 32: 9.9x/8.9x, 64: 9.2x/8.1x, 8: 7.2x/8.0x); a GPU wants
-# fewer, larger dispatches. Chosen by the device at each call; ``chunk_frames=`` overrides it.
-CPU_CHUNK_FRAMES = 32
+# evaluated once. The chunk is what the transformers see in one call; the SEANets run inside it in tiles
+# (below), so the chunk size no longer sets their working set. On a CPU, 128 frames (256 transformer steps):
+# its matmuls read each layer's weights once per 256 rows instead of once per 64 (OpenBLAS packs the weight
+# again in every call), and the attention runs in query blocks (layers.transformer) so it does no more work than
+# in 64-step chunks. Encoder transformer over 512 steps, AMD EPYC, in-process A/B: chunks of 32 frames 460 ms,
+# 64: 400, 128: 382 (1.2x), 256: 375; the same bits. A GPU wants fewer, larger dispatches.
+# Chosen by the device at each call; ``chunk_frames=`` overrides it.
+CPU_CHUNK_FRAMES = 128
 GPU_CHUNK_FRAMES = 256
 # At most this many clip-frames are in flight in one offline pass: a large batch runs as several passes of
 # whole clips. Per-clip matmuls (layers.linear) make the split invisible in the results. On a CPU a clip's
@@ -37,9 +44,11 @@ GPU_FRAMES_PER_PASS = 1024
 # of 4: 330/267), outputs bit-identical here. A GPU wants the whole chunk in one dispatch: no tiles.
 CPU_SEANET_TILE_FRAMES = 8
 # ... but only their high-rate stages: the encoder's last stage(s) and the decoder's first ones have small
-# activations and large weights (32 MB for the 512 <-> 1024 strided convs), read once per tile. Those run once
-# per chunk. Measured on the AMD EPYC, one 32-frame chunk: see the README's profile.
+# activations and large weights (32 MB for the 512 <-> 1024 strided convs), read once per tile. Those run in
+# tiles of ``CPU_LOW_RATE_TILE_FRAMES`` (32 frames: their activations stay ~3 MB in a 128-frame chunk).
+# Measured on the AMD EPYC, one 32-frame chunk: see the README's profile.
 CPU_WHOLE_CHUNK_STAGES = 2
+CPU_LOW_RATE_TILE_FRAMES = 32
 # encode_batch/decode_batch group clips so that padding adds at most this share of computed frames.
 PAD_WASTE = 0.25
 # 2-D input whose second axis is at most this long, and shorter than the first, is (samples, channels).
@@ -54,8 +63,31 @@ def max_frames_per_pass() -> int:
     return CPU_FRAMES_PER_PASS if mx.default_device() == mx.cpu else GPU_FRAMES_PER_PASS
 
 
-def seanet_tile_frames() -> int | None:
-    return CPU_SEANET_TILE_FRAMES if mx.default_device() == mx.cpu else None
+def seanet_tile_frames(low_rate: bool = False) -> int | None:
+    """Frames per SEANet tile on this device (None: the whole chunk); ``low_rate``: for the stages next to the
+    transformer (``CPU_WHOLE_CHUNK_STAGES``)."""
+    if mx.default_device() != mx.cpu:
+        return None
+    return CPU_LOW_RATE_TILE_FRAMES if low_rate else CPU_SEANET_TILE_FRAMES
+
+
+# Offline passes evaluate the graph at a few points inside each chunk instead of once per chunk: the encoder after
+# each SEANet tile, the decoder after its transformer. In-process A/B on the AMD EPYC, 10 s, 12 rounds, against
+# one evaluation per 32-frame chunk: encode with 128-frame chunks and these points 1.11-1.15x (one evaluation per
+# 128-frame chunk: 1.03-1.04x), decode 1.04-1.14x (evaluating the decoder's tiles too: 1.01-1.03x, so it does
+# not). The same bits: an evaluation point changes when work runs, not what it computes. A per-thread flag (as
+# ``per_clip_matmuls``) set only around the offline loops: compiled streaming steps never evaluate inside.
+_OFFLINE = contextvars.ContextVar("mlx_mimi_offline_pass", default=False)
+
+
+@contextlib.contextmanager
+def offline_pass() -> Iterator[None]:
+    """Within this block (in this thread), chunk functions may evaluate their graph at their evaluation points."""
+    token = _OFFLINE.set(True)
+    try:
+        yield
+    finally:
+        _OFFLINE.reset(token)
 
 
 def in_tiles(
@@ -66,12 +98,14 @@ def in_tiles(
     final: bool = False,
     valid: mx.array | None = None,
     span: tuple[int, int | None] | None = None,
+    low_rate: bool = False,
+    eval_each: bool = False,
 ):
     """``layer(x, state[, final, valid, span])`` (a SEANet, or the layers ``span`` of it) over x (B, T, C) in tiles
-    of ``seanet_tile_frames()`` frames of ``steps_per_frame`` steps, the state carried from tile to tile. ``final``
-    goes to the last tile; ``valid`` (B,) steps of each clip is split per tile and the layer's valid output steps
-    are summed (tiles are whole frames, so each tile's ceil(valid / stride) adds up to the chunk's)."""
-    frames = seanet_tile_frames()
+    of ``seanet_tile_frames(low_rate)`` frames of ``steps_per_frame`` steps, the state carried from tile to tile.
+    ``final`` goes to the last tile; ``valid`` (B,) steps of each clip is split per tile and the layer's valid output
+    steps are summed (tiles are whole frames, so each tile's ceil(valid / stride) adds up to the chunk's)."""
+    frames = seanet_tile_frames(low_rate)
     size = x.shape[1] if frames is None else frames * steps_per_frame
     starts = list(range(0, x.shape[1], size)) or [0]
     outs, counts = [], []
@@ -82,6 +116,8 @@ def in_tiles(
         if valid is not None:
             kw["valid"] = mx.clip(valid - start, 0, size)
         out = layer(x[:, start : start + size], state, **kw)
+        if eval_each:
+            mx.eval(out)
         outs.append(out[0])
         state = out[1]
         if valid is not None:
@@ -168,15 +204,29 @@ class Mimi(nn.Module):
         """pcm (B, T, 1) -> the quantizer's input latent (B, F, hidden). T is a multiple of the frame size
         unless ``final``. ``valid`` (B,) int: samples of each clip of a right-padded batch in this chunk."""
         pcm = pcm.astype(self.dtype)
-        tail = self.encoder.tail_start(CPU_WHOLE_CHUNK_STAGES)
-        out = in_tiles(self.encoder, pcm, state["seanet"], self.frame_size, final, valid, span=(0, tail))
-        out = self.encoder(out[0], out[1], final=final, valid=out[2] if valid is not None else None, span=(tail, None))
+        tiles = {"low_rate": True, "eval_each": _OFFLINE.get()}
+        out = in_tiles(self._encoder_seanet, pcm, state["seanet"], self.frame_size, final, valid, **tiles)
         x, seanet = out[0], out[1]
         valid = out[2] if valid is not None else None
         fresh = state["transformer"]["pos"] == 0
         x, transformer = self.encoder_transformer(x, state["transformer"])
         x, down = self.downsample(x, state["downsample"], fresh=fresh, final=final, valid=valid)
         return x, {"seanet": seanet, "transformer": transformer, "downsample": down}
+
+    def _encoder_seanet(self, pcm: mx.array, state: list, final: bool = False, valid: mx.array | None = None):
+        """The SEANet encoder over one low-rate tile: its high-rate stages in their own smaller tiles, then the
+        last ``CPU_WHOLE_CHUNK_STAGES`` stages once (depth first: each tile's activations are used while cached)."""
+        tail = self.encoder.tail_start(CPU_WHOLE_CHUNK_STAGES)
+        out = in_tiles(self.encoder, pcm, state, self.frame_size, final, valid, (0, tail), eval_each=_OFFLINE.get())
+        return self.encoder(out[0], out[1], final=final, valid=out[2] if valid is not None else None, span=(tail, None))
+
+    def _decoder_seanet(self, x: mx.array, state: list) -> tuple[mx.array, list]:
+        """The SEANet decoder over one low-rate tile: its first ``CPU_WHOLE_CHUNK_STAGES`` stages once, then the
+        high-rate stages in their own smaller tiles."""
+        head = self.decoder.head_end(CPU_WHOLE_CHUNK_STAGES)
+        x, state = self.decoder(x, state, span=(0, head))
+        rate = math.prod(self.config.upsampling_ratios[:CPU_WHOLE_CHUNK_STAGES])
+        return in_tiles(self.decoder, x, state, self.config.downsample_stride * rate, span=(head, None))
 
     def encode_chunk(
         self, pcm: mx.array, state: dict, num_codebooks: int, final: bool = False
@@ -190,10 +240,10 @@ class Mimi(nn.Module):
         latent = self.quantizer.decode(codes).astype(self.dtype)
         x, up = self.upsample(latent, state["upsample"])
         x, transformer = self.decoder_transformer(x, state["transformer"])
-        head = self.decoder.head_end(CPU_WHOLE_CHUNK_STAGES)
-        x, seanet = self.decoder(x, state["seanet"], span=(0, head))
-        rate = math.prod(self.config.upsampling_ratios[:CPU_WHOLE_CHUNK_STAGES])
-        pcm, seanet = in_tiles(self.decoder, x, seanet, self.config.downsample_stride * rate, span=(head, None))
+        if _OFFLINE.get():
+            mx.eval(x, transformer)
+        stride = self.config.downsample_stride
+        pcm, seanet = in_tiles(self._decoder_seanet, x, state["seanet"], stride, low_rate=True)
         return pcm, {"upsample": up, "transformer": transformer, "seanet": seanet}
 
     # -- offline API ------------------------------------------------------------------------------------
@@ -281,7 +331,7 @@ class Mimi(nn.Module):
                 group = groups[-1]
                 in_flight = (len(group) + 1) * min(frames[i], chunk)  # sorted: frames[i] is the longest yet
                 padded = (len(group) + 1) * frames[i]
-                if in_flight <= max(max_frames_per_pass(), chunk) and padded <= (1 + PAD_WASTE) * (total + frames[i]):
+                if in_flight <= max_frames_per_pass() and padded <= (1 + PAD_WASTE) * (total + frames[i]):
                     group.append(i)
                     total += frames[i]
                     continue
@@ -310,7 +360,7 @@ class Mimi(nn.Module):
         state = self.encoder_state(pcm.shape[0])
         ends = None if lengths is None or min(lengths) == t else np.asarray(lengths)
         out = []
-        with per_clip_matmuls():
+        with per_clip_matmuls(), offline_pass():
             for start in range(0, t, step):
                 final = start + step >= t
                 inside = None if ends is None else np.clip(ends - start, 0, step)
@@ -331,7 +381,7 @@ class Mimi(nn.Module):
         def run(clips: mx.array) -> mx.array:
             state = self.decoder_state(clips.shape[0])
             out = []
-            with per_clip_matmuls():
+            with per_clip_matmuls(), offline_pass():
                 for start in range(0, clips.shape[1], chunk):
                     pcm, state = self.decode_chunk(clips[:, start : start + chunk], state)
                     pcm = pcm.astype(mx.float32)

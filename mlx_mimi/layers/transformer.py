@@ -23,6 +23,17 @@ from .linear import Dense
 # keep MLX's attention, where the extra kernels cost about what the exp saves (measured: 33 vs 32.6 ms per
 # encode step, within noise).
 MIN_STEPS_OWN_SOFTMAX = 16
+# On a CPU, offline chunks (256 steps) attend in blocks of this many queries: each block reads only the
+# ``window - 1 + block`` keys its queries can reach, where one product over the whole chunk would compute (and
+# mask) ``context + steps`` scores per query, twice the work at 256 steps. Keys outside a block's reach are
+# masked anyway, so every score and softmax weight is the same: bit-identical to one 64-step call per block
+# here (AMD EPYC). A GPU does the whole chunk in one dispatch (no blocks).
+CPU_ATTENTION_BLOCK = 64
+
+
+def attention_block() -> int | None:
+    """Queries per attention block on this device (None: all of a call's queries at once)."""
+    return CPU_ATTENTION_BLOCK if mx.default_device() == mx.cpu else None
 
 
 def shared_rope() -> bool:
@@ -91,14 +102,24 @@ class Attention(nn.Module):
         context = keys.shape[2]
         keys = mx.concatenate([keys, k], axis=2)
         values = mx.concatenate([values, v], axis=2)
-        if fast_math() and n > MIN_STEPS_OWN_SOFTMAX:
-            # the same product as MLX's CPU attention (scale q, q k^T, softmax, times v), with a faster exp
-            weights = masked_softmax((q * self.scale) @ keys.swapaxes(-1, -2), mask)
-            h = weights @ values
-        else:
-            h = mx.fast.scaled_dot_product_attention(q, keys, values, scale=self.scale, mask=mask)
+        block = attention_block()
+        if block is None or n <= block:
+            h = self._attend(q, keys, values, mask)
+        else:  # block i's queries reach keys i .. i + block + context (see CPU_ATTENTION_BLOCK)
+            spans = [(i, i + block, i + block + context) for i in range(0, n, block)]
+            h = mx.concatenate(
+                [self._attend(q[:, :, i:j], keys[:, :, i:r], values[:, :, i:r], mask[i:j, i:r]) for i, j, r in spans],
+                axis=2,
+            )
         h = h.transpose(0, 2, 1, 3).reshape(b, n, -1)
         return self.out(h), keys[:, :, -context:], values[:, :, -context:]
+
+    def _attend(self, q: mx.array, keys: mx.array, values: mx.array, mask: mx.array) -> mx.array:
+        if fast_math() and q.shape[2] > MIN_STEPS_OWN_SOFTMAX:
+            # the same product as MLX's CPU attention (scale q, q k^T, softmax, times v), with a faster exp
+            weights = masked_softmax((q * self.scale) @ keys.swapaxes(-1, -2), mask)
+            return weights @ values
+        return mx.fast.scaled_dot_product_attention(q, keys, values, scale=self.scale, mask=mask)
 
 
 class MLP(nn.Module):
