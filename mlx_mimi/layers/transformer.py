@@ -19,7 +19,7 @@ from ..config import TransformerConfig
 from .activations import fast_math, gelu, masked_softmax
 from .linear import Dense
 
-# Offline chunks (64 steps) attend with masked_softmax's faster exp on x86 CPUs; a stream step's few queries
+# Offline chunks (blocks of 64 queries) attend with masked_softmax's faster exp on x86 CPUs; a stream step's few queries
 # keep MLX's attention, where the extra kernels cost about what the exp saves (measured: 33 vs 32.6 ms per
 # encode step, within noise).
 MIN_STEPS_OWN_SOFTMAX = 16
