@@ -19,9 +19,9 @@ from ..config import TransformerConfig
 from .activations import fast_math, gelu, masked_softmax
 from .linear import Dense
 
-# Offline chunks (blocks of 64 queries) attend with masked_softmax's faster exp on x86 CPUs; a stream step's few queries
-# keep MLX's attention, where the extra kernels cost about what the exp saves (measured: 33 vs 32.6 ms per
-# encode step, within noise).
+# Offline chunks (blocks of 64 queries) attend with masked_softmax's faster exp on x86 CPUs; a stream step's
+# few queries keep MLX's attention, where the extra kernels cost about what the exp saves (measured: 33 vs
+# 32.6 ms per encode step, within noise).
 MIN_STEPS_OWN_SOFTMAX = 16
 # On a CPU, offline chunks (256 steps) attend in blocks of this many queries: each block reads only the
 # ``window - 1 + block`` keys its queries can reach, where one product over the whole chunk would compute (and
