@@ -210,6 +210,8 @@ def _from_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> Reso
         else _hub_listing(repo_id, revision, cache_dir)
     )
     weights_name, config_name = _choose(listing)
+    if offline:
+        _check_cached_choice(listing, repo_id, weights_name, config_name, offline)
     if listing.folder is not None:
         folder = listing.folder
         return ResolvedModel(folder / weights_name, folder / config_name if config_name else None, repo_id, revision)
@@ -267,13 +269,12 @@ def _cached_listing(repo_id: str, revision: str | None, cache_dir: str | None, w
         raise ModelNotFoundError(
             f"model {repo_id!r} is not in the local cache and the hub cannot be reached ({why})"
         ) from exc
-    listing = _folder_listing(folder, f"{folder} (cached {repo_id}, hub unreachable: {why})")
-    if "config.json" not in listing.files and "model.safetensors" in listing.files:
-        names, metadata = listing.header("model.safetensors")
-        from .weights import HF, detect_layout
+    return _folder_listing(folder, f"{folder} (cached {repo_id}, hub unreachable: {why})")
 
-        if detect_layout(names, metadata) == HF:
-            raise ModelNotFoundError(
-                f"the cached {repo_id!r} lacks its config.json and the hub cannot be reached ({why})"
-            )
-    return listing
+
+def _check_cached_choice(listing: _Listing, repo_id: str, weights: str, config: str | None, why: str) -> None:
+    """A cached Hugging Face layout file without its config.json: the download was partial, never a guess."""
+    from .weights import HF, layout_of
+
+    if config is None and layout_of(*listing.header(weights)) == HF:
+        raise ModelNotFoundError(f"the cached {repo_id!r} lacks its config.json and the hub cannot be reached ({why})")

@@ -28,6 +28,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
+from .compiled import WeightsCompiled
 from .errors import MimiError
 from .model import Mimi, check_samples
 
@@ -39,37 +40,37 @@ def state_nbytes(state: Any) -> int:
     return sum(v.nbytes for _, v in tree_flatten(state))
 
 
-class _CompiledStep:
-    """One direction's step over a fixed number of frames, compiled once per model and shape.
-
-    ``traces`` counts how often Python ran the step body, i.e. how often MLX traced it (once per thread
-    that uses it, and never again in steady state).
-    """
-
-    def __init__(self, frame_fn, frames: int, frame_len: int):
-        self.traces = 0
-        self._frame_fn = frame_fn
-        self._frames = frames
-        self._frame_len = frame_len
-        self.fn = mx.compile(self._traced)
-
-    def _traced(self, x, state):
-        self.traces += 1  # Python runs here only while mx.compile traces
-        outs = []
-        for i in range(self._frames):
-            y, state = self._frame_fn(x[:, i * self._frame_len : (i + 1) * self._frame_len], state)
-            outs.append(y)
-        return (mx.concatenate(outs, axis=1) if len(outs) > 1 else outs[0]), state
+def _encode_frames(model, x: mx.array, state: dict, frames: int, frame_len: int, num_codebooks: int):
+    """``frames`` frames of audio through the encoder, one frame per unrolled step (single-frame shapes)."""
+    outs = []
+    for i in range(frames):
+        y, state = model.encode_chunk(x[:, i * frame_len : (i + 1) * frame_len], state, num_codebooks)
+        outs.append(y)
+    return (mx.concatenate(outs, axis=1) if len(outs) > 1 else outs[0]), state
 
 
+def _decode_frames(model, codes: mx.array, state: dict, frames: int, frame_len: int, num_codebooks: int):
+    """``frames`` frames of codes through the decoder, one frame per unrolled step."""
+    outs = []
+    for i in range(frames):
+        y, state = model.decode_chunk(codes[:, i : i + 1], state)
+        outs.append(y.astype(mx.float32))
+    return (mx.concatenate(outs, axis=1) if len(outs) > 1 else outs[0]), state
+
+
+_STEP_FUNCTIONS = {"encode": _encode_frames, "decode": _decode_frames}
 _steps_lock = threading.Lock()
 
 
-def _shared_step(model: Mimi, key: tuple, frame_fn, frames: int, frame_len: int) -> _CompiledStep:
+def _shared_step(model: Mimi, key: tuple) -> WeightsCompiled:
+    """The model's compiled step for ``key`` = (direction, codebooks, batch size, frames, frame length): shared by
+    every stream of that shape; it holds no stream, and reads the model's weights at every call."""
     with _steps_lock:
         cache = model.__dict__.setdefault("_compiled_steps", {})
         if key not in cache:
-            cache[key] = _CompiledStep(frame_fn, frames, frame_len)
+            direction, codebooks, _, frames, frame_len = key
+            fn = _STEP_FUNCTIONS[direction]
+            cache[key] = WeightsCompiled(model, lambda m, x, state: fn(m, x, state, frames, frame_len, codebooks))
         return cache[key]
 
 
@@ -90,16 +91,15 @@ class _Stream:
         self._used: set[tuple] = set()
         self._valid: mx.array | None = None  # in-graph validity of MLX-array input since the last check
 
-    # subclasses: _frame(x, state) -> (out, state) over one frame
     def _run(self, x: mx.array, frames: int, frame_len: int, codebooks: int) -> mx.array:
         """``frames`` frames of ``x`` (frame_len steps each) through the compiled step(s); one call per group."""
         outs, done = [], 0
         while done < frames:
             n = min(MAX_FRAMES_PER_CALL, frames - done)
-            key = (self._direction, codebooks, self.batch_size, n)
+            key = (self._direction, codebooks, self.batch_size, n, frame_len)
             self._used.add(key)
-            step = _shared_step(self.model, key, self._frame, n, frame_len)
-            y, self.state = step.fn(x[:, done * frame_len : (done + n) * frame_len], self.state)
+            step = _shared_step(self.model, key)
+            y, self.state = step(x[:, done * frame_len : (done + n) * frame_len], self.state)
             outs.append(y)
             done += n
         self.frames += frames
@@ -141,9 +141,6 @@ class StreamEncoder(_Stream):
         self.num_codebooks = model.check_num_codebooks(num_codebooks)
         super().__init__(model, batch_size)
         self.reset()
-
-    def _frame(self, x: mx.array, state: dict):
-        return self.model.encode_chunk(x, state, self.num_codebooks)
 
     def reset(self) -> None:
         """Back to a fresh stream (compiled steps are kept). Raises first if invalid MLX input is pending."""
@@ -248,10 +245,6 @@ class StreamDecoder(_Stream):
         model._need("decoder")
         super().__init__(model, batch_size)
         self.reset()
-
-    def _frame(self, codes: mx.array, state: dict):
-        pcm, state = self.model.decode_chunk(codes, state)
-        return pcm.astype(mx.float32), state
 
     def reset(self) -> None:
         with self._lock:

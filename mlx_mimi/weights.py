@@ -31,7 +31,9 @@ CODEBOOK_EPS = 1e-5  # the references' clamp(cluster_usage, min=1e-5)
 __all__ = ["WeightsError", "detect_layout", "load_model", "sanitize"]
 
 
-def detect_layout(names: set[str] | list[str], metadata: dict | None = None) -> str:
+def layout_of(names: set[str] | list[str], metadata: dict | None = None) -> str | None:
+    """The layout a checkpoint's tensor names (and metadata) are in, or None for anything else (a language
+    model, say)."""
     names = set(names)
     if (metadata or {}).get("format") == FORMAT_NAME or any(n.startswith("quantizer.semantic.") for n in names):
         return CONVERTED
@@ -45,6 +47,13 @@ def detect_layout(names: set[str] | list[str], metadata: dict | None = None) -> 
         n.startswith(("encoder.model.", "decoder.model.")) for n in names
     ):
         return ORIGINAL
+    return None
+
+
+def detect_layout(names: set[str] | list[str], metadata: dict | None = None) -> str:
+    layout = layout_of(names, metadata)
+    if layout is not None:
+        return layout
     raise WeightsError(
         "unrecognised checkpoint: neither the Hugging Face, Kyutai original, JODIO dump nor mlx-mimi layout"
     )

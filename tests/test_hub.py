@@ -120,10 +120,12 @@ def test_offline_cache_rules(repos, expected, tmp_path, monkeypatch):
     cache = tmp_path / "hub"
     for repo_id in ("kyutai/mimi", "kyutai/stt-1b-en_fr"):
         _fake_cache(cache, repo_id, repos[repo_id])
-    moshiko = dict(repos["kyutai/moshiko-pytorch-bf16"])
-    del moshiko["model.safetensors"]  # a cache holds what was downloaded: here only the tokenizer
-    _fake_cache(cache, "kyutai/moshiko-pytorch-bf16", moshiko)
-    for repo_id in ("kyutai/mimi", "kyutai/stt-1b-en_fr", "kyutai/moshiko-pytorch-bf16"):
+    # moshiko cached whole (its model.safetensors is the language model), and with only the tokenizer downloaded
+    _fake_cache(cache, "kyutai/moshiko-pytorch-bf16", repos["kyutai/moshiko-pytorch-bf16"])
+    tokenizer_only = dict(repos["kyutai/moshiko-pytorch-bf16"])
+    del tokenizer_only["model.safetensors"]
+    _fake_cache(cache, "kyutai/moshika-pytorch-bf16", tokenizer_only)
+    for repo_id in ("kyutai/mimi", "kyutai/stt-1b-en_fr", "kyutai/moshiko-pytorch-bf16", "kyutai/moshika-pytorch-bf16"):
         np.testing.assert_array_equal(np.array(mlx_mimi.load(repo_id, cache_dir=str(cache)).encode(pcm)), codes)
     # kyutai/mimi cached without its config.json: an error, not kyutai/mimi's defaults guessed
     _fake_cache(cache, "other/mimi", {"model.safetensors": repos["kyutai/mimi"]["model.safetensors"]})

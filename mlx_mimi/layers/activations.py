@@ -22,12 +22,14 @@ near-ties (the README's determinism contract).
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import threading
 
 import mlx.core as mx
-import mlx.nn as nn
+
+from ..compiled import per_thread
 
 ENV_VAR = "MLX_MIMI_FASTMATH"
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
@@ -65,7 +67,7 @@ def _estrin(c: tuple, u: mx.array, u2: mx.array, u4: mx.array) -> mx.array:
     return (pairs[0] + pairs[1] * u2) + (pairs[2] + pairs[3] * u2) * u4
 
 
-@mx.compile
+@per_thread
 def _elu_arith(x: mx.array) -> mx.array:
     h = x * 0.5  # halves first: x - |x| would overflow beyond 1.7e38
     ah = mx.abs(h)
@@ -144,7 +146,7 @@ _ERF_Q = (
 )
 
 
-@mx.compile
+@per_thread
 def _gelu_arith(x: mx.array) -> mx.array:
     z = mx.clip(x * 0.7071067811865476, -4.0, 4.0)
     z2 = z * z
@@ -161,7 +163,20 @@ def gelu(x: mx.array) -> mx.array:
     """Exact (erf) GELU, as the reference (not the tanh approximation)."""
     if fast_math() and x.dtype == mx.float32:
         return _gelu_arith(x)
-    return nn.gelu(x)
+    return _gelu_erf(x)
+
+
+# MLX's own activations (``nn.gelu``, ``nn.silu``) are compiled once per process, which leaves entries in every
+# thread's compile cache (compiled.py): the same formulas, compiled per thread.
+@per_thread(shapeless=True)
+def _gelu_erf(x: mx.array) -> mx.array:
+    return x * (1 + mx.erf(x / math.sqrt(2))) / 2
+
+
+@per_thread(shapeless=True)
+def silu(x: mx.array) -> mx.array:
+    """x * sigmoid(x), as ``nn.silu``."""
+    return x * mx.sigmoid(x)
 
 
 # -- exp for the attention softmax (arguments <= 0): 2^n exp(r), Cody-Waite reduction, 2^n from exponent bits --
@@ -173,7 +188,7 @@ _ROUND = 12582912.0  # 1.5 * 2^23: (y + _ROUND) - _ROUND rounds y to an integer 
 _EXP = (1.0, 1.0, 1 / 2, 1 / 6, 1 / 24, 1 / 120, 1 / 720, 1 / 5040)  # exp(r), |r| <= ln 2 / 2: 8 terms
 
 
-@mx.compile
+@per_thread
 def _exp_nonpositive(t: mx.array) -> mx.array:
     """exp(t) for t <= 0 within ~1 ulp; t below -80 (and -inf) gives exp(-80) ~ 1.8e-35, never a denormal."""
     t = mx.maximum(t, -80.0)

@@ -9,12 +9,10 @@ in float32, whatever the model dtype: a code is an argmin, and low precision wou
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import mlx.core as mx
 import mlx.nn as nn
 
+from ..compiled import CompiledLRU
 from ..config import MimiConfig
 from .linear import matmul
 
@@ -87,30 +85,23 @@ class _CompiledSearch(nn.Module):
     """``encode_compiled``: ``encode`` through a compiled function per input shape (the same graph, same codes).
 
     A chunk's 32 levels of small ops run as one compiled graph, ~2x faster offline (44.8 -> 23.7 ms per
-    32-frame chunk, 32 codebooks, AMD EPYC CPU). Shapes vary (last chunks, batch sizes), so the cache is a
-    small LRU: an evicted compiled function releases its traces.
+    32-frame chunk, 32 codebooks, AMD EPYC CPU). The codebooks are passed in at every call (compiled.py), so a
+    codebook changed in place is searched at once. Shapes vary (last chunks, batch sizes): a small LRU per
+    thread, whose evicted functions release their traces.
     """
 
     MAX_COMPILED = 16
 
     def __init__(self):
         super().__init__()
-        object.__setattr__(self, "_compiled", OrderedDict())  # not a parameter
-        object.__setattr__(self, "_compiled_lock", threading.Lock())
+        search = CompiledLRU(self, lambda quantizer, latent, k: quantizer.encode(latent, k), self.MAX_COMPILED)
+        object.__setattr__(self, "_search", search)  # not a parameter
 
     def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
         raise NotImplementedError
 
     def encode_compiled(self, latent: mx.array, num_codebooks: int) -> mx.array:
-        key = (tuple(latent.shape), latent.dtype, num_codebooks)
-        with self._compiled_lock:
-            fn = self._compiled.pop(key, None)
-            if fn is None:
-                fn = mx.compile(lambda x: self.encode(x, num_codebooks))
-            self._compiled[key] = fn
-            while len(self._compiled) > self.MAX_COMPILED:
-                self._compiled.popitem(last=False)
-        return fn(latent)
+        return self._search((tuple(latent.shape), latent.dtype, num_codebooks), latent, num_codebooks)
 
 
 class SplitResidualVQ(_CompiledSearch):

@@ -7,7 +7,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..config import JodioConfig, MimiConfig
-from .activations import elu, elu_halves
+from .activations import elu, elu_halves, silu
 from .conv import CausalConv1d, ConvTranspose1d, ShortConvTranspose1d, ShortStridedConv1d
 
 State = list
@@ -206,7 +206,7 @@ class DilatedUnit(nn.Module):
 
     def __call__(self, x: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
         h, state = self.conv(x, state)
-        h = nn.silu(h)
+        h = silu(h)
         return (x + h if self.residual else h), state
 
 

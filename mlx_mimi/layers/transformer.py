@@ -16,7 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..config import TransformerConfig
-from .activations import fast_math, gelu, masked_softmax
+from .activations import fast_math, gelu, masked_softmax, silu
 from .linear import Dense
 
 # Offline chunks (blocks of 64 queries) attend with masked_softmax's faster exp on x86 CPUs; a stream step's
@@ -127,7 +127,7 @@ class MLP(nn.Module):
         super().__init__()
         self.fc1 = Dense(config.hidden_size, config.intermediate_size)
         self.fc2 = Dense(config.intermediate_size, config.hidden_size)
-        self.activation = gelu if config.activation == "gelu" else nn.silu
+        self.activation = gelu if config.activation == "gelu" else silu
 
     def __call__(self, x: mx.array) -> mx.array:
         return self.fc2(self.activation(self.fc1(x)))
