@@ -7,6 +7,7 @@ _backend.load_blas()  # before mlx.core is imported anywhere: see backend.py
 from .config import JodioConfig, MimiConfig  # noqa: E402
 from .errors import (  # noqa: E402
     AudioError,
+    CodesError,
     CodesFileError,
     ConfigError,
     DeviceError,
@@ -36,6 +37,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AudioError",
+    "CodesError",
     "CodesFileError",
     "ConfigError",
     "DeviceError",

@@ -11,14 +11,21 @@ import math
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import click
 
 from . import backend
+from .errors import DeviceError
 from .hub import DEFAULT_MODEL
 
 EXPECTED_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (a quantized model on a CPU, ...) as one ``warning:`` line, like the errors."""
+    click.echo(f"warning: {str(message).splitlines()[0]}", err=True)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -32,6 +39,7 @@ class MimiGroup(click.Group):
     """Turns every expected error, usage errors included, into one line on stderr and exit code 1."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        warnings.showwarning = _warning_line
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:  # --help, --version
@@ -98,7 +106,7 @@ def files_command(output_help: str):
 
 @click.group(cls=MimiGroup)
 @click.option("--debug", is_flag=True, help="show tracebacks for errors")
-@click.version_option(package_name="mlx-mimi")
+@click.version_option(package_name="mlx-mimi", message="%(prog)s (mlx-mimi) %(version)s")
 @click.pass_context
 def main(ctx, debug):
     """Mimi neural audio codec (Kyutai) on MLX: audio <-> codes at 12.5 Hz."""
@@ -116,7 +124,8 @@ class _Run:
 
     def __init__(self, inputs, output, out_dir, extensions, suffix, overwrite, keep, guard=None, extra=()):
         """``keep(out)``: an existing output that a re-run may skip; ``guard(out)`` raises for an existing output
-        that must never be replaced (checked before any work); ``extra``: items from a manifest."""
+        that must never be replaced (checked before any work); ``extra``: items from a manifest. ``-o`` must end in
+        ``suffix``'s last part (``.safetensors`` for codes, ``.wav`` for audio)."""
         from .corpus import expand_inputs, plan_outputs
 
         if output and out_dir:
@@ -131,6 +140,10 @@ class _Run:
             click.echo(f"error: {problem}", err=True)
         self.total = len(items) + len(self.failures)
         outputs = plan_outputs(items, output, out_dir, suffix)  # refuses clashes before any work
+        kind = "." + suffix.rsplit(".", 1)[-1]
+        if output and Path(output).suffix.lower() != kind:
+            what = "a codes file" if kind == ".safetensors" else "WAV audio"
+            raise click.UsageError(f"-o {output}: this command writes {what}; name the output *{kind}")
         self.todo = []
         self.bar = None
         skipped = 0
@@ -255,6 +268,16 @@ def _refuse_foreign(out: Path) -> None:
         raise FileExistsError(f"{out} exists and is not a Mimi codes file: not replacing it (choose another -o)")
 
 
+def _refuse_non_audio(out: Path) -> None:
+    """Never replace a file that is not audio (a model, a codes file), even with --overwrite."""
+    import soundfile as sf
+
+    try:
+        sf.info(str(out))
+    except Exception:
+        raise FileExistsError(f"{out} exists and is not an audio file: not replacing it (choose another -o)") from None
+
+
 @main.command()
 @click.argument("inputs", nargs=-1)
 @click.option("--manifest", type=click.Path(dir_okay=False), help="inputs listed in a file: paths, or CSV/JSONL")
@@ -275,7 +298,7 @@ def _refuse_foreign(out: Path) -> None:
     "--shard-mb", type=click.FloatRange(min=0, min_open=True), default=256.0, show_default=True, help="codes per shard"
 )
 @click.option("--strict", is_flag=True, help="stop at the first input that cannot be read")
-@click.option("--overwrite", is_flag=True, help="redo outputs that already exist")
+@click.option("--overwrite", is_flag=True, help="redo outputs that already exist (--dataset: start it anew)")
 @model_option
 @revision_option
 def encode(inputs, manifest, output, out_dir, dataset, num_codebooks, batch_seconds, strict, overwrite, **kw):
@@ -297,7 +320,12 @@ def encode(inputs, manifest, output, out_dir, dataset, num_codebooks, batch_seco
             raise click.UsageError("--dataset writes shards: -o/--output and --out-dir do not apply")
         from .dataset import encode_dataset
 
-        sys.exit(encode_dataset(inputs, extra, Path(dataset), num_codebooks, batch_seconds, strict=strict, **kw))
+        folder = Path(dataset)
+        sys.exit(
+            encode_dataset(
+                inputs, extra, folder, num_codebooks, batch_seconds, strict=strict, overwrite=overwrite, **kw
+            )
+        )
     run = _Run(
         inputs, output, out_dir, AUDIO_EXTENSIONS, ".safetensors", overwrite, _is_codes_file, _refuse_foreign, extra
     )
@@ -323,21 +351,19 @@ def decode(inputs, output, out_dir, length, pcm16, overwrite, model, revision):
 
     Without -o/--out-dir, x.safetensors is decoded to x.mimi.wav (never over the original x.wav).
     """
-    from .codes import load_codes
+    from .codes import check_codes_fit, load_codes
     from .corpus import CODES_EXTENSIONS
 
-    run = _Run(inputs, output, out_dir, CODES_EXTENSIONS, ".mimi.wav", overwrite, lambda out: True)
+    run = _Run(inputs, output, out_dir, CODES_EXTENSIONS, ".mimi.wav", overwrite, lambda out: True, _refuse_non_audio)
     if run.todo:
         mimi = _load(model, revision)
         bar = run.progress("decode")
         for item, out in run.todo:
             try:
                 codes = load_codes(item.path, num_samples=length, codebook_size=mimi.config.codebook_size)
-                if codes.sample_rate != mimi.sample_rate or codes.frame_size != mimi.frame_size:
-                    raise ValueError(
-                        f"{item.path}: codes at {codes.sample_rate} Hz / {codes.frame_rate} Hz frames do not fit "
-                        f"this model ({mimi.sample_rate} Hz, {mimi.frame_rate} Hz)"
-                    )
+                warning = check_codes_fit(codes, item.path, mimi)
+                if warning:
+                    click.echo(f"warning: {warning}", err=True)
                 _write_decoded(mimi, out, codes.codes, codes.num_samples, pcm16)
                 run.done += 1
             except (ValueError, OSError) as exc:
@@ -353,7 +379,7 @@ def roundtrip(inputs, output, out_dir, num_codebooks, pcm16, overwrite, model, r
     """Audio -> codes -> audio (x.wav -> x.mimi.wav): hear what Mimi keeps at a given number of codebooks."""
     from .corpus import AUDIO_EXTENSIONS
 
-    run = _Run(inputs, output, out_dir, AUDIO_EXTENSIONS, ".mimi.wav", overwrite, lambda out: True)
+    run = _Run(inputs, output, out_dir, AUDIO_EXTENSIONS, ".mimi.wav", overwrite, lambda out: True, _refuse_non_audio)
     if run.todo:
         mimi = _load(model, revision)
         k = mimi.check_num_codebooks(num_codebooks)
@@ -380,7 +406,7 @@ def _write_decoded(mimi, out, codes, num_samples: int | None, pcm16: bool) -> No
 @click.option("--encoder-only", is_flag=True, help="keep only what encoding needs")
 @click.option("--decoder-only", is_flag=True, help="keep only what decoding needs")
 @click.option("--quantize", type=click.Choice(["2", "3", "4", "5", "6", "8"]), default=None, help="bits per weight")
-@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default="64", show_default=True)
+@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default=None, help="with --quantize (default 64)")
 @click.option(
     "--keep-float",
     multiple=True,
@@ -395,10 +421,9 @@ def convert(model, output, dtype, encoder_only, decoder_only, quantize, group_si
         raise click.UsageError("--encoder-only and --decoder-only exclude each other")
     if keep_float and quantize is None:
         raise click.UsageError("--keep-float applies with --quantize")
-    from .weights import DEFAULT_KEEP_FLOAT
-
-    keep = tuple(name for entry in keep_float for name in entry.split(",") if name) or DEFAULT_KEEP_FLOAT
-    keep = () if keep == ("none",) else keep
+    if group_size and quantize is None:
+        raise click.UsageError("--group-size applies with --quantize")
+    keep = ",".join(keep_float) if keep_float else None
     out = run(
         model,
         output,
@@ -407,7 +432,7 @@ def convert(model, output, dtype, encoder_only, decoder_only, quantize, group_si
         decoder=not encoder_only,
         revision=revision,
         quantize=int(quantize) if quantize else None,
-        group_size=int(group_size),
+        group_size=int(group_size or 64),
         keep_float=keep,
     )
     size = (out / "model.safetensors").stat().st_size / 1e6
@@ -539,6 +564,10 @@ def stream(output, input_file, as_fast_as_possible, playback, duration, device, 
     from .corpus import same_file
 
     device = int(device) if device is not None and device.isdigit() else device
+    if input_file and not (output or save_audio or playback):
+        raise click.UsageError("--input needs -o (codes), --save-audio or --playback: nothing would be kept")
+    if output and Path(output).suffix.lower() != ".safetensors":
+        raise click.UsageError(f"-o {output}: stream writes a codes file; name the output *.safetensors")
     for out in (output, save_audio):
         if out and input_file and same_file(Path(out), Path(input_file)):
             raise click.UsageError(f"output {out} is also the input: refusing to overwrite it")
@@ -568,7 +597,10 @@ def devices():
     """List audio devices."""
     from .mic import list_devices
 
-    click.echo(list_devices())
+    listing = list_devices()
+    if not listing.strip():
+        raise DeviceError("no audio devices found (PortAudio lists none)")
+    click.echo(listing)
 
 
 @main.command()

@@ -3,8 +3,9 @@
 Layout (readable by any safetensors reader): tensor ``codes`` of shape (K, F), dtype uint16 (2048 < 2^16);
 string metadata ``format`` = "mimi-codes", ``format_version`` = "1", ``sample_rate``, ``frame_rate``,
 ``codebook_size``, ``num_codebooks``, ``num_frames``, ``num_samples`` (original length at sample_rate;
-decode trims to it), ``model``, ``revision``, ``source``. Raw ``.npy`` arrays of (K, F) codes are accepted
-too (length given separately).
+decode trims to it), ``model``, ``revision``, ``source``, and ``codebooks_fingerprint`` (the model's
+``codebooks_fingerprint()``: what the codes mean; decoding with a model of another fingerprint is refused).
+Raw ``.npy`` arrays of (K, F) codes are accepted too (length given separately).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class CodesFile:
     revision: str = ""
     source: str = ""
     codebook_size: int = 2048
+    codebooks_fingerprint: str = ""  # the encoding model's Mimi.codebooks_fingerprint(); "" where unknown
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -56,12 +58,17 @@ class CodesFile:
         }
         if self.num_samples is not None:
             meta["num_samples"] = str(self.num_samples)
+        if self.codebooks_fingerprint:
+            meta["codebooks_fingerprint"] = self.codebooks_fingerprint
         meta.update(self.extra)
         return meta
 
 
-def codes_file(model, codes: np.ndarray, num_samples: int | None, source: str) -> CodesFile:
-    """A CodesFile for (K, F) codes made by ``model`` (a Mimi): its rates, codebook size, id and revision."""
+def codes_file(
+    model, codes: np.ndarray, num_samples: int | None, source: str, fingerprint: str | None = None
+) -> CodesFile:
+    """A CodesFile for (K, F) codes made by ``model`` (a Mimi): its rates, codebook size, id, revision and
+    codebooks fingerprint (``fingerprint``: already computed, for callers that write often)."""
     src = getattr(model, "source", {}) or {}
     return CodesFile(
         np.asarray(codes),
@@ -72,6 +79,7 @@ def codes_file(model, codes: np.ndarray, num_samples: int | None, source: str) -
         revision=str(src.get("revision") or ""),
         source=source,
         codebook_size=model.config.codebook_size,
+        codebooks_fingerprint=fingerprint or model.codebooks_fingerprint(),
     )
 
 
@@ -126,6 +134,7 @@ def load_codes(path: str | Path, num_samples: int | None = None, codebook_size: 
             revision=meta.get("revision", ""),
             source=meta.get("source", ""),
             codebook_size=_meta_number(path, meta, "codebook_size", int, codebook_size),
+            codebooks_fingerprint=meta.get("codebooks_fingerprint", ""),
         )
         for key, actual in (("num_codebooks", arr.shape[0] if arr.ndim else None), ("num_frames", arr.shape[-1])):
             if key in meta and _meta_number(path, meta, key, int, None) != actual:
@@ -151,6 +160,29 @@ def load_codes(path: str | Path, num_samples: int | None = None, codebook_size: 
             f"{arr.shape[1]} frames decode to"
         )
     return out
+
+
+def check_codes_fit(codes: CodesFile, path: str | Path, model) -> str | None:
+    """Raise CodesFileError where ``model`` cannot decode the codes of ``path`` correctly: another sample or frame
+    rate, or codes made with other codebooks (their fingerprints differ). Returns a warning where it cannot tell
+    (a file without a fingerprint naming another model), else None."""
+    if codes.sample_rate != model.sample_rate or codes.frame_size != model.frame_size:
+        raise CodesFileError(
+            f"{path}: codes at {codes.sample_rate} Hz / {codes.frame_rate} Hz frames do not fit this model "
+            f"({model.sample_rate} Hz, {model.frame_rate} Hz)"
+        )
+    ours = (getattr(model, "source", None) or {}).get("model_id") or "this model"
+    if codes.codebooks_fingerprint:
+        if codes.codebooks_fingerprint != model.codebooks_fingerprint():
+            made_by = f" ({codes.model})" if codes.model else ""
+            raise CodesFileError(
+                f"{path}: these codes were made with other codebooks{made_by} than {ours}'s: decode them with the "
+                "model that encoded them (--model)"
+            )
+        return None
+    if codes.model and codes.model != ours:
+        return f"{path} was encoded with {codes.model}; decoding with {ours} (the file cannot tell if they match)"
+    return None
 
 
 def _meta_number(path: Path, meta: dict, key: str, kind: type, default):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import mlx.core as mx
@@ -20,12 +21,12 @@ from .corpus import same_file
 from .errors import MimiError
 from .hub import resolve
 from .weights import (
-    DEFAULT_KEEP_FLOAT,
     FORMAT_NAME,
     FORMAT_VERSION,
     dtype_name,
     load_resolved,
     parse_dtype,
+    parse_keep_float,
     quantize_model,
 )
 
@@ -40,7 +41,7 @@ def convert(
     cache_dir: str | None = None,
     quantize: int | None = None,
     group_size: int = 64,
-    keep_float: tuple[str, ...] = DEFAULT_KEEP_FLOAT,
+    keep_float: tuple[str, ...] | str | None = None,
 ) -> Path:
     """Convert ``model`` (hub id, folder or file, any layout) into the folder ``output``; return it.
 
@@ -51,12 +52,20 @@ def convert(
     if not (encoder or decoder):
         raise MimiError("keep at least one of the encoder and the decoder")
     parse_dtype(dtype)
+    parse_keep_float(keep_float)
     out = Path(output)
     resolved = resolve(model, revision=revision, cache_dir=cache_dir)
     refuse_overwriting_source(model, resolved, out)
     mimi = load_resolved(resolved, dtype=dtype)
+    q = mimi.config.quantization
+    if q is not None and quantize is None:
+        warnings.warn(
+            f"{model} is quantized ({q['bits']}-bit, group size {q['group_size']}): the converted model stays "
+            "quantized (quantization cannot be undone; convert the float checkpoint for a float model)",
+            stacklevel=2,
+        )
     if quantize is not None:
-        quantize_model(mimi, quantize, group_size, tuple(keep_float))
+        quantize_model(mimi, quantize, group_size, keep_float)
     return write_converted(mimi, out, encoder=encoder, decoder=decoder)
 
 

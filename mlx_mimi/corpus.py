@@ -61,8 +61,10 @@ def expand_inputs(args: list[str] | tuple[str, ...], extensions: tuple[str, ...]
         if path.is_file():
             add(path, path.name)
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
-            if not found:
+            named = sorted(p for p in path.rglob("*") if p.suffix.lower() in extensions)
+            found = [p for p in named if p.is_file()]
+            problems += [f"{p}: {_not_a_file(p)}" for p in named if not p.is_file()]
+            if not named:
                 problems.append(f"{arg}: no {'/'.join(e.lstrip('.') for e in extensions[:4])}... files in this folder")
             for p in found:
                 add(p, p.relative_to(path).as_posix())
@@ -73,9 +75,20 @@ def expand_inputs(args: list[str] | tuple[str, ...], extensions: tuple[str, ...]
                 problems.append(f"{arg}: matches no file")
             for p in found:
                 add(p, p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name)
+        elif path.is_symlink() or path.exists():
+            problems.append(f"{arg}: {_not_a_file(path)}")
         else:
             problems.append(f"{arg}: no such file")
     return items, problems
+
+
+def _not_a_file(path: Path) -> str:
+    """Why a path named like an input file cannot be read as one."""
+    if path.is_symlink() and not path.exists():
+        return f"a broken symbolic link (to {os.readlink(path)})"
+    if path.is_dir():
+        return "a folder, not a file"
+    return "not a regular file"
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -100,7 +113,8 @@ def plan_outputs(items: list[Item], output: str | None, out_dir: str | None, suf
     for item, out in zip(items, outputs, strict=True):
         key = os.path.realpath(out)
         if key in by_output:
-            raise MimiError(f"{by_output[key].path} and {item.path} would both write {out}: use --out-dir or rename")
+            fix = "rename one of them" if out_dir is not None else "use --out-dir, or rename one of them"
+            raise MimiError(f"{by_output[key].path} and {item.path} would both write {out}: {fix}")
         by_output[key] = item
     inputs = [item.path for item in items]
     for out in outputs:
@@ -166,16 +180,22 @@ def probe(items: list[Item], sample_rate: int) -> tuple[list[Clip], list[tuple[I
 
     clips, problems = [], []
     for item in items:
+        if not item.path.is_file():  # libsndfile would only say "System error."
+            missing = not (item.path.exists() or item.path.is_symlink())
+            problems.append((item, AudioError(f"{item.path}: {'no such file' if missing else _not_a_file(item.path)}")))
+            continue
         try:
             info = sf.info(str(item.path))
-            if info.frames <= 0:
-                raise ValueError("the file holds no audio (0 samples)")
-            clips.append(Clip(item, max(1, round(info.frames * sample_rate / info.samplerate))))
         except Exception as exc:  # soundfile raises several types for non-audio files
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             error = AudioError(f"{item.path}: not a readable audio file ({reason})")
             error.__cause__ = exc  # keeps the traceback for --debug
             problems.append((item, error))
+            continue
+        if info.frames <= 0:
+            problems.append((item, AudioError(f"{item.path}: the file holds no audio (0 samples)")))
+        else:
+            clips.append(Clip(item, max(1, round(info.frames * sample_rate / info.samplerate))))
     return clips, problems
 
 

@@ -14,7 +14,10 @@ read). Columns, one row per clip:
 
 Back to numpy: ``np.array(row["codes"], dtype=np.uint16)`` is the (K, F) array.
 
-Re-running skips clips whose ids are in finished shards. Under ``mlx.launch`` every process plans the same
+A dataset is one model, revision, codebook count and sample rate: every shard records them (with the model's
+codebooks fingerprint) in its schema metadata. Re-running with the same settings skips clips whose ids are in
+finished shards; a re-run with other settings is refused, naming the difference (``--overwrite`` starts the
+dataset anew instead). Under ``mlx.launch`` every process plans the same
 batches from the same sorted corpus and takes every size-th one; ids already done are agreed on by a
 collective, so hosts need not share a folder (then each host keeps its own shards; copy them together).
 """
@@ -56,6 +59,70 @@ def shard_schema(metadata: dict[str, str]):
         ],
         metadata=metadata,
     )
+
+
+# What makes a dataset one dataset: a re-run must match these (README, "Corpora").
+SETTINGS = ("model", "revision", "codebooks_fingerprint", "num_codebooks", "sample_rate")
+
+
+def _same_model(a: str, b: str) -> bool:
+    """Two model references name the same model: equal strings, or local paths to the same place."""
+    if a == b:
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def existing_settings(folder: Path) -> dict[str, str] | None:
+    """The settings the dataset in ``folder`` was written with (from its shards, else its index), or None for an
+    empty folder. Raises MimiError where its shards disagree among themselves (a dataset mixed by an older
+    mlx-mimi)."""
+    _, pq = _parquet()
+    seen: dict[tuple, str] = {}
+    for shard in sorted(folder.glob("shard-*.parquet")):
+        meta = {k.decode(): v.decode() for k, v in (pq.read_schema(shard).metadata or {}).items()}
+        seen.setdefault(tuple(meta.get(k, "") for k in SETTINGS), shard.name)
+    if len(seen) > 1:
+        (a, first), (b, second) = list(seen.items())[:2]
+        what = next(k for k, x, y in zip(SETTINGS, a, b, strict=True) if x != y)
+        raise MimiError(
+            f"{folder} mixes datasets: {first} has {what} {a[SETTINGS.index(what)]!r}, {second} "
+            f"{b[SETTINGS.index(what)]!r}; use --overwrite to start it anew"
+        )
+    if seen:
+        return dict(zip(SETTINGS, next(iter(seen)), strict=True))
+    index = folder / INDEX
+    if index.is_file():
+        try:
+            data = json.loads(index.read_text())
+        except (OSError, ValueError) as exc:
+            raise MimiError(f"{index}: not a readable dataset index ({exc})") from exc
+        return {k: str(data.get(k, "")) for k in SETTINGS}
+    return None
+
+
+def check_settings(folder: Path, existing: dict[str, str], wanted: dict[str, str]) -> None:
+    """MimiError naming the first setting in which this run differs from the dataset already in ``folder``."""
+    for key in SETTINGS:
+        have, want = existing.get(key, ""), wanted[key]
+        if key == "model" and _same_model(have, want):
+            continue
+        if key == "codebooks_fingerprint" and not have:  # written before fingerprints existed
+            continue
+        if have != want:
+            name = {"codebooks_fingerprint": "model codebooks", "num_codebooks": "codebooks (-n)"}.get(key, key)
+            raise MimiError(
+                f"{folder} holds a dataset with {name} {have or 'none'!r}; this run has {want or 'none'!r}: a dataset "
+                "is one model, revision, codebook count and sample rate (use another --dataset folder, or "
+                "--overwrite to start it anew)"
+            )
+
+
+def clear_dataset(folder: Path) -> None:
+    """Remove what a dataset run writes (shards, index, error lists, temp files); nothing else in the folder."""
+    for pattern in ("shard-*.parquet", INDEX, "errors*.jsonl", ".shard-*.partial"):
+        for path in folder.glob(pattern):
+            path.unlink()
 
 
 def finished_ids(folder: Path) -> set[str]:
@@ -194,8 +261,12 @@ def encode_dataset(
     revision: str | None,
     shard_rows: int,
     shard_mb: float,
+    overwrite: bool = False,
 ) -> int:
-    """The ``mimi encode --dataset`` run of this process; returns the exit code (1 if any input failed)."""
+    """The ``mimi encode --dataset`` run of this process; returns the exit code (1 if any input failed).
+
+    A folder that holds a dataset of other settings is refused (``overwrite``: its dataset files are removed first).
+    """
     from . import __version__
     from .audio import read_audio
     from .corpus import AUDIO_EXTENSIONS, expand_inputs, plan_batches, probe
@@ -212,32 +283,42 @@ def encode_dataset(
     _dataset_ids_unique(items)
     errors = [{"id": p.split(":")[0], "error": p} for p in problems] if ranks.rank == 0 else []
     folder.mkdir(parents=True, exist_ok=True)
+    mimi = load_model(model, revision=revision)
+    k = mimi.check_num_codebooks(num_codebooks)
+    source = mimi.source
+    settings = {
+        "model": str(source["model_id"]),
+        "revision": str(source.get("revision") or ""),
+        "codebooks_fingerprint": mimi.codebooks_fingerprint(),
+        "num_codebooks": str(k),
+        "sample_rate": str(mimi.sample_rate),
+    }
+    if overwrite:
+        if ranks.rank == 0:
+            clear_dataset(folder)
+        ranks.barrier()  # nobody reads the folder before it is cleared
+    existing = existing_settings(folder)
+    if existing is not None:
+        check_settings(folder, existing, settings)  # the same verdict on every rank: they read the same shards
     done = set().union(*map(set, ranks.gather_json(sorted(finished_ids(folder)))))
     ranks.barrier()  # every rank has read the folder before anyone writes to it
     todo = [item for item in items if item.id not in done]
-    mimi = load_model(model, revision=revision)
-    k = mimi.check_num_codebooks(num_codebooks)
     clips, unreadable = probe(todo, mimi.sample_rate)
     if ranks.rank == 0:
         errors += [{"id": item.id, "path": str(item.path), "error": str(error)} for item, error in unreadable]
     if strict and (problems or unreadable):  # the same on every rank: all probe the whole corpus
         raise MimiError((problems + [str(error) for _, error in unreadable])[0])
     batches = ranks.share(plan_batches(clips, int(batch_seconds * mimi.sample_rate)))
-    source = mimi.source
     metadata = {
         "format": DATASET_FORMAT,
         "format_version": str(DATASET_VERSION),
-        "model": str(source["model_id"]),
-        "revision": str(source.get("revision") or ""),
-        "sample_rate": str(mimi.sample_rate),
+        **settings,
         "frame_rate": str(mimi.frame_rate),
         "codebook_size": str(mimi.config.codebook_size),
-        "num_codebooks": str(k),
         "mlx_mimi_version": __version__,
     }
     writer = ShardWriter(folder, ranks.rank, metadata, shard_rows, int(shard_mb * 2**20))
-    total = sum(c.samples for batch in batches for c in batch) / mimi.sample_rate
-    bar = _progress(total, ranks)
+    bar = _progress(sum(c.samples for batch in batches for c in batch), mimi.sample_rate, ranks)
     for batch in batches:
         clips_read = []
         for clip in batch:
@@ -252,7 +333,7 @@ def encode_dataset(
             codes = mimi.encode_batch([pcm for _, pcm in clips_read], num_codebooks=k)
             for (item, pcm), row in zip(clips_read, codes, strict=True):
                 writer.add(item.id, len(pcm), np.array(row))
-        bar.update(sum(c.samples for c in batch) / mimi.sample_rate)
+        bar.update(sum(c.samples for c in batch))
     writer.flush()
     bar.close()
     _write_errors(folder, ranks, errors)
@@ -262,7 +343,8 @@ def encode_dataset(
     if ranks.rank == 0:
         shards = {s["file"]: s for view in views for s in view["shards"]}
         index = {
-            **{key: metadata[key] for key in ("format", "model", "revision", "mlx_mimi_version")},
+            **{key: metadata[key] for key in ("format", "model", "revision", "codebooks_fingerprint")},
+            "mlx_mimi_version": __version__,
             "format_version": DATASET_VERSION,
             "sample_rate": mimi.sample_rate,
             "frame_rate": mimi.frame_rate,
@@ -288,13 +370,14 @@ def encode_dataset(
     return 1 if failures else 0
 
 
-def _progress(total_seconds: float, ranks: Ranks):
+def _progress(total_samples: int, sample_rate: int, ranks: Ranks):
+    """A bar counted in samples (exact integers: the updates add up to the total) and shown in audio seconds."""
     from tqdm import tqdm
 
     return tqdm(
-        total=round(total_seconds, 1),
+        total=total_samples,
         unit="audio-s",
-        unit_scale=True,
+        unit_scale=1 / sample_rate,
         desc="encode" if ranks.size == 1 else f"rank {ranks.rank}/{ranks.size}",
         file=sys.stderr,
         disable=ranks.rank != 0 or not sys.stderr.isatty(),

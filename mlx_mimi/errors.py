@@ -20,12 +20,21 @@ class ModelNotFoundError(MimiError, FileNotFoundError):
 
 
 class AudioError(MimiError):
-    """An audio file that cannot be read or holds no usable audio."""
+    """Audio that cannot be encoded: an unreadable file, or samples of the wrong shape, dtype or values (NaN),
+    or none at all."""
 
 
-class CodesFileError(MimiError):
+class CodesError(MimiError):
+    """Codes that cannot be decoded: the wrong shape, dtype, codebook count or values out of range."""
+
+
+class CodesFileError(CodesError):
     """A codes file that is unreadable, from another format, or holds invalid codes."""
 
 
 class DeviceError(MimiError, RuntimeError):
     """No usable audio device, or the device failed mid-stream."""
+
+
+class PerformanceWarning(UserWarning):
+    """A setting that works but runs much slower on this device than the user may expect."""

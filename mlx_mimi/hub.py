@@ -139,6 +139,10 @@ def _from_folder(folder: Path, model_id: str, revision: str | None = None) -> Re
 
 
 def _from_file(path: Path) -> ResolvedModel:
+    if path.suffix.lower() != ".safetensors":
+        raise ModelNotFoundError(
+            f"{path}: not a model checkpoint (give a .safetensors file, a model folder or a hub repo id)"
+        )
     sibling = path.parent / "config.json"
     config = sibling if sibling.is_file() and _is_mimi_config(_read_json(sibling)) else None
     return ResolvedModel(path, config, str(path))

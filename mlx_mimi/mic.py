@@ -215,9 +215,11 @@ def run_live(
     last_flush = last_status = time.perf_counter()
     tty = sys.stderr.isatty()
 
+    fingerprint = model.codebooks_fingerprint()  # once: the file is rewritten every few seconds
+
     def save(codes: np.ndarray, samples: int) -> None:
         if output is not None and codes.shape[-1]:
-            save_codes(output, codes_file(model, codes, samples, source.name))
+            save_codes(output, codes_file(model, codes, samples, source.name, fingerprint))
 
     try:
         with _StopOnInterrupt() as stop:

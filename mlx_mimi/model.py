@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -11,9 +12,10 @@ from typing import Any
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten
 
 from .config import MimiConfig
-from .errors import MimiError
+from .errors import AudioError, CodesError, MimiError
 from .layers.conv import CausalConv1d, DepthwiseUpsample
 from .layers.linear import per_clip_matmuls
 from .layers.quantizer import build_quantizer
@@ -129,18 +131,24 @@ def in_tiles(
     return y, state, sum(counts[1:], counts[0])
 
 
+def check_sample_dtype(dtype) -> None:
+    """Raise AudioError unless ``dtype`` (NumPy or MLX) is floating point."""
+    floating = mx.issubdtype(dtype, mx.floating) if isinstance(dtype, mx.Dtype) else np.issubdtype(dtype, np.floating)
+    if not floating:
+        raise AudioError(
+            f"audio must be floating point, got dtype {dtype} (integer PCM: pcm.astype(np.float32) / 32768)"
+        )
+
+
 def check_samples(arr: np.ndarray | mx.array) -> None:
-    """Raise MimiError unless the audio is floating point with only finite samples (shape not checked)."""
-    if isinstance(arr, mx.array):
-        if not mx.issubdtype(arr.dtype, mx.floating):
-            raise MimiError(f"audio must be floating point in [-1, 1], got dtype {arr.dtype}")
-        finite = mx.all(mx.isfinite(arr)).item()
-    else:
-        if not np.issubdtype(arr.dtype, np.floating):
-            raise MimiError(f"audio must be floating point in [-1, 1], got dtype {arr.dtype}")
-        finite = np.isfinite(arr).all()
+    """Raise AudioError unless the audio is floating point with only finite samples (shape not checked).
+
+    Any finite value is accepted: samples beyond [-1, 1] are encoded as given, not clipped, as the references
+    (transformers, moshi) encode them."""
+    check_sample_dtype(arr.dtype)
+    finite = mx.all(mx.isfinite(arr)).item() if isinstance(arr, mx.array) else np.isfinite(arr).all()
     if not finite:
-        raise MimiError("audio contains NaN or infinite samples")
+        raise AudioError("audio contains NaN or infinite samples")
 
 
 class Mimi(nn.Module):
@@ -181,6 +189,18 @@ class Mimi(nn.Module):
     def decoder_delay(self) -> int:
         """Samples a stream decoder's output runs behind ``decode``'s (0: Mimi's stream is offline's)."""
         return 0
+
+    def codebooks_fingerprint(self) -> str:
+        """16 hex digits naming what a code means: a hash of the quantizer's codebooks and projections (a sample of
+        every seventh value, names and shapes included). Every dtype and quantization of one checkpoint shares it
+        (the quantizer stays float32); codes decode correctly only with a model of the same fingerprint."""
+        digest = hashlib.sha256()
+        for name, value in sorted(tree_flatten(self.quantizer.parameters())):
+            if name.startswith("bridge."):  # training only: it never changes a code
+                continue
+            digest.update(f"{name}{tuple(value.shape)}".encode())
+            digest.update(np.array(value.astype(mx.float32).reshape(-1)[::7]).tobytes())
+        return digest.hexdigest()[:16]
 
     # -- state-passing cores (shared by offline and streaming) ------------------------------------------
     def encoder_state(self, batch_size: int) -> dict[str, Any]:
@@ -446,17 +466,17 @@ class Mimi(nn.Module):
             shape = (1, shape[0])
         elif len(shape) == 3:
             if shape[1] != 1:
-                raise MimiError(f"audio of shape {tuple(arr.shape)} is not mono: expected (B, 1, T)")
+                raise AudioError(f"audio of shape {tuple(arr.shape)} is not mono: expected (B, 1, T)")
             shape = (shape[0], shape[2])
         elif len(shape) != 2:
-            raise MimiError(f"audio must have shape (T,), (B, T) or (B, 1, T), got {tuple(arr.shape)}")
+            raise AudioError(f"audio must have shape (T,), (B, T) or (B, 1, T), got {tuple(arr.shape)}")
         elif shape[1] <= MAX_CHANNELS_GUESS and shape[0] > shape[1]:
-            raise MimiError(
+            raise AudioError(
                 f"audio of shape {shape} looks like (samples, channels), as soundfile returns it; mlx-mimi takes "
                 "(T,) mono samples or (B, T) clips: pass pcm[:, 0] or pcm.mean(axis=1)"
             )
         if shape[0] == 0 or shape[1] == 0:
-            raise MimiError(f"audio is empty (shape {tuple(arr.shape)})")
+            raise AudioError(f"audio is empty (shape {tuple(arr.shape)})")
         if isinstance(arr, np.ndarray):
             arr = mx.array(arr.astype(np.float32, copy=False))
         return arr.reshape(shape[0], shape[1], 1)
@@ -464,9 +484,9 @@ class Mimi(nn.Module):
     def check_clips(self, clips: Any) -> list[np.ndarray]:
         """A sequence of (T,) float clips -> float32 numpy arrays; MimiError naming the first bad clip."""
         if isinstance(clips, (np.ndarray, mx.array)) or not hasattr(clips, "__len__"):
-            raise MimiError("clips must be a list of (T,) arrays (for one (B, T) array of equal lengths, use encode)")
+            raise AudioError("clips must be a list of (T,) arrays (for one (B, T) array of equal lengths, use encode)")
         if len(clips) == 0:
-            raise MimiError("no clips given")
+            raise AudioError("no clips given")
         out = []
         for i, clip in enumerate(clips):
             arr = np.array(clip.astype(mx.float32)) if isinstance(clip, mx.array) else np.asarray(clip)
@@ -474,30 +494,30 @@ class Mimi(nn.Module):
                 arr = arr[0]
             try:
                 if arr.ndim != 1:
-                    raise MimiError(f"audio must have shape (T,), got {arr.shape}")
+                    raise AudioError(f"audio must have shape (T,), got {arr.shape}")
                 check_samples(arr)
                 if arr.size == 0:
-                    raise MimiError("audio is empty")
+                    raise AudioError("audio is empty")
             except MimiError as exc:
-                raise MimiError(f"clip {i}: {exc}") from None
+                raise type(exc)(f"clip {i}: {exc}") from None
             out.append(arr.astype(np.float32, copy=False))
         return out
 
     def check_clip_codes(self, codes: Any) -> list[np.ndarray]:
         """A sequence of (K, F_i) integer codes with the same K -> numpy arrays; MimiError naming the bad one."""
         if isinstance(codes, (np.ndarray, mx.array)) or not hasattr(codes, "__len__") or len(codes) == 0:
-            raise MimiError("codes must be a non-empty list of (K, F) arrays")
+            raise CodesError("codes must be a non-empty list of (K, F) arrays")
         out = []
         for i, c in enumerate(codes):
             arr = np.array(c) if isinstance(c, mx.array) else np.asarray(c)
             try:
                 if arr.ndim != 2:
-                    raise MimiError(f"codes must have shape (K, F), got {arr.shape}")
+                    raise CodesError(f"codes must have shape (K, F), got {arr.shape}")
                 self.check_codes(arr[None])
                 if out and arr.shape[0] != out[0].shape[0]:
-                    raise MimiError(f"{arr.shape[0]} codebooks where clip 0 has {out[0].shape[0]}")
+                    raise CodesError(f"{arr.shape[0]} codebooks where clip 0 has {out[0].shape[0]}")
             except MimiError as exc:
-                raise MimiError(f"clip {i}: {exc}") from None
+                raise type(exc)(f"clip {i}: {exc}") from None
             out.append(arr)
         return out
 
@@ -512,24 +532,24 @@ class Mimi(nn.Module):
             mx.issubdtype(arr.dtype, mx.integer) if isinstance(arr, mx.array) else np.issubdtype(arr.dtype, np.integer)
         )
         if not is_int:
-            raise MimiError(f"codes must be integers, got dtype {arr.dtype}")
+            raise CodesError(f"codes must be integers, got dtype {arr.dtype}")
         if arr.ndim != 3:
-            raise MimiError(f"codes must have shape (B, K, F), got {tuple(arr.shape)}")
+            raise CodesError(f"codes must have shape (B, K, F), got {tuple(arr.shape)}")
         b, k, f = arr.shape
         if not self.config.num_semantic_quantizers <= k <= self.num_codebooks:
-            raise MimiError(
+            raise CodesError(
                 f"codes have {k} codebooks; this model decodes "
                 f"{self.config.num_semantic_quantizers} to {self.num_codebooks}"
             )
         if b == 0 or (f == 0 and not allow_empty):
-            raise MimiError(f"codes are empty (shape {tuple(arr.shape)})")
+            raise CodesError(f"codes are empty (shape {tuple(arr.shape)})")
         size = self.config.codebook_size
         if isinstance(arr, np.ndarray):
             if f and (arr.min() < 0 or arr.max() >= size):
-                raise MimiError(f"codes out of range: values must be in [0, {size}), got [{arr.min()}, {arr.max()}]")
+                raise CodesError(f"codes out of range: values must be in [0, {size}), got [{arr.min()}, {arr.max()}]")
             arr = mx.array(arr.astype(np.int64))
         elif f and validate_values:
             low, high = mx.min(arr).item(), mx.max(arr).item()
             if low < 0 or high >= size:
-                raise MimiError(f"codes out of range: values must be in [0, {size}), got [{low}, {high}]")
+                raise CodesError(f"codes out of range: values must be in [0, {size}), got [{low}, {high}]")
         return arr.transpose(0, 2, 1).astype(mx.uint32)

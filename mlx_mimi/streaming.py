@@ -29,8 +29,8 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from .compiled import WeightsCompiled
-from .errors import MimiError
-from .model import Mimi, check_samples
+from .errors import AudioError, CodesError, MimiError
+from .model import Mimi, check_sample_dtype, check_samples
 
 MAX_FRAMES_PER_CALL = 8
 
@@ -82,6 +82,7 @@ def _check_batch_size(batch_size: Any) -> int:
 
 class _Stream:
     _direction = ""
+    _invalid_error: type[MimiError] = MimiError
 
     def __init__(self, model: Mimi, batch_size: int):
         self.model = model
@@ -117,7 +118,7 @@ class _Stream:
         with self._lock:
             valid, self._valid = self._valid, None
             if valid is not None and not bool(valid.item()):
-                raise MimiError(self._invalid_message)
+                raise self._invalid_error(self._invalid_message)
 
     @property
     def traces(self) -> int:
@@ -135,6 +136,7 @@ class StreamEncoder(_Stream):
 
     _direction = "encode"
     _invalid_message = "audio pushed into the stream contained NaN or infinite samples"
+    _invalid_error = AudioError
 
     def __init__(self, model: Mimi, batch_size: int = 1, num_codebooks: int | None = None):
         model._need("encoder")
@@ -153,7 +155,7 @@ class StreamEncoder(_Stream):
             self.flushed = False
             mx.eval(self.state, self._pending)  # portable: no lazy graph tied to this thread
             if pending_check is not None and not bool(pending_check.item()):
-                raise MimiError(self._invalid_message)
+                raise self._invalid_error(self._invalid_message)
 
     def warmup(self) -> None:
         """Trace and compile the one-frame step in this thread, on a throwaway state (this stream is untouched)."""
@@ -184,15 +186,14 @@ class StreamEncoder(_Stream):
         elif len(shape) == 3 and shape[1] == 1:
             shape = (shape[0], shape[2])
         if len(shape) != 2 or shape[0] != self.batch_size:
-            raise MimiError(
+            raise AudioError(
                 f"chunk of shape {tuple(arr.shape)} does not fit this stream: expected (B, n) or (B, 1, n) with "
                 f"B={self.batch_size}" + (" or (n,)" if self.batch_size == 1 else "")
             )
         if not is_mx:
             check_samples(arr)
             return mx.array(arr.reshape(shape).astype(np.float32, copy=False))
-        if not mx.issubdtype(arr.dtype, mx.floating):
-            raise MimiError(f"audio must be floating point in [-1, 1], got dtype {arr.dtype}")
+        check_sample_dtype(arr.dtype)
         arr = arr.reshape(shape).astype(mx.float32)
         self._note_validity(mx.all(mx.isfinite(arr)))
         return arr
@@ -240,6 +241,7 @@ class StreamDecoder(_Stream):
 
     _direction = "decode"
     _invalid_message = "codes pushed into the stream were out of range"
+    _invalid_error = CodesError
 
     def __init__(self, model: Mimi, batch_size: int = 1):
         model._need("decoder")
@@ -253,7 +255,7 @@ class StreamDecoder(_Stream):
             self.frames = 0
             mx.eval(self.state)
             if pending_check is not None and not bool(pending_check.item()):
-                raise MimiError(self._invalid_message)
+                raise self._invalid_error(self._invalid_message)
 
     def warmup(self, num_codebooks: int = 8) -> None:
         """Trace and compile the one-frame step for ``num_codebooks`` in this thread (state untouched)."""
@@ -275,7 +277,7 @@ class StreamDecoder(_Stream):
             else:
                 arr = self.model.check_codes(codes, allow_empty=True)  # (B, F, K)
             if arr.shape[0] != self.batch_size:
-                raise MimiError(f"codes for batch {arr.shape[0]} pushed into a stream of batch {self.batch_size}")
+                raise CodesError(f"codes for batch {arr.shape[0]} pushed into a stream of batch {self.batch_size}")
             if arr.shape[1] == 0:
                 return mx.zeros((self.batch_size, 1, 0), dtype=mx.float32)
             pcm = self._run(arr, arr.shape[1], 1, arr.shape[2]).reshape(self.batch_size, 1, -1)

@@ -26,8 +26,10 @@ leaves a half checkpoint as ``latest``. ``train_heads(..., checkpoint_dir=d)`` r
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,6 +82,8 @@ def align_teacher(teacher: np.ndarray, durations: np.ndarray | None, frames: int
     teacher = np.asarray(teacher, dtype=np.float32)
     if teacher.ndim != 3:
         raise MimiError(f"teacher features must be (batch, tokens, dim), got shape {teacher.shape}")
+    if not np.isfinite(teacher).all():
+        raise MimiError("teacher features hold NaN or infinite values")
     if durations is None:
         aligned = teacher
     else:
@@ -182,6 +186,12 @@ class HeadTrainer:
             return loss
 
         loss, grads = mx.value_and_grad(loss_fn)(self.params)
+        if not math.isfinite(loss.item()):  # before any weight, optimizer or EMA state changes
+            raise MimiError(
+                f"step {self.step + 1}: the loss is {loss.item()} (distillation {parts[0].item()}, commitment "
+                f"{parts[1].item()}); stopped before updating or saving anything: check the teacher features, "
+                "latents and learning rates"
+            )
         self.params = {
             group: self.optimizers[group].apply_gradients(grads[group], self.params[group])
             if self.params[group]
@@ -307,6 +317,8 @@ def _batch_arrays(model: Mimi, batch) -> tuple[mx.array, mx.array]:
         raise MimiError("a batch needs 'teacher' features (B, tokens, dim)")
     latent = mx.array(batch["latent"]) if "latent" in batch else model.encode_latent(batch["pcm"])
     latent = latent.astype(mx.float32)
+    if not mx.all(mx.isfinite(latent)).item():
+        raise MimiError("the batch's latent holds NaN or infinite values")
     if latent.ndim != 3 or latent.shape[-1] != model.config.hidden_size:
         raise MimiError(f"latent must be (B, F, {model.config.hidden_size}), got {tuple(latent.shape)}")
     teacher = align_teacher(batch["teacher"], batch.get("durations"), latent.shape[1])
@@ -361,15 +373,7 @@ def npz_batches(model: Mimi, folder: Path, batch_size: int, seed: int = 0):
     files = sorted(Path(folder).glob("*.npz"))
     if not files:
         raise MimiError(f"{folder}: no .npz clips")
-    clips = []
-    for path in files:
-        with np.load(path) as data:
-            if "teacher" not in data or ("audio" in data) == ("latent" in data):
-                raise MimiError(f"{path}: needs 'teacher' and exactly one of 'audio' and 'latent'")
-            latent = np.array(model.encode_latent(data["audio"])[0]) if "audio" in data else np.asarray(data["latent"])
-            durations = data["durations"][None] if "durations" in data else None
-            teacher = align_teacher(data["teacher"][None], durations, latent.shape[0])[0]
-        clips.append((latent.astype(np.float32), teacher))
+    clips = [_npz_clip(model, path) for path in files]
     window = min(latent.shape[0] for latent, _ in clips)
     rng = np.random.default_rng(seed)
     while True:
@@ -381,6 +385,28 @@ def npz_batches(model: Mimi, folder: Path, batch_size: int, seed: int = 0):
             latents.append(latent[start : start + window])
             teachers.append(teacher[start : start + window])
         yield {"latent": np.stack(latents), "teacher": np.stack(teachers)}
+
+
+def _npz_clip(model: Mimi, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One .npz clip -> (latent (F, 512), teacher aligned to F); any problem is a MimiError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "teacher" not in data or ("audio" in data) == ("latent" in data):
+                raise MimiError("needs 'teacher' and exactly one of 'audio' and 'latent'")
+            if "audio" in data:
+                latent = np.array(model.encode_latent(data["audio"])[0])
+            else:
+                latent = np.asarray(data["latent"], dtype=np.float32)
+                if latent.ndim != 2 or latent.shape[1] != model.config.hidden_size:
+                    raise MimiError(f"latent must be (frames, {model.config.hidden_size}), got {latent.shape}")
+                if not np.isfinite(latent).all():
+                    raise MimiError("the latent holds NaN or infinite values")
+            durations = data["durations"][None] if "durations" in data else None
+            teacher = align_teacher(data["teacher"][None], durations, latent.shape[0])[0]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # MimiError is a ValueError
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MimiError(f"{path}: {message}") from exc
+    return latent.astype(np.float32), teacher
 
 
 def _resume(trainer: HeadTrainer, checkpoint: Path) -> None:

@@ -1,7 +1,8 @@
 """Shared fixtures: real speech (espeak-ng) and random checkpoints in the real layouts, built once per session.
 
 Reference-based tests skip with a reason where torch/transformers/moshi are missing (a Mac user's plain
-pytest) but fail in CI (CI=true), where .ci/run installs them: a CI run that skips them proves nothing.
+pytest) but fail in CI (CI=true), where .ci/run installs them: a CI run that skips them proves nothing. Under
+CI=true every skip is a failure (the hooks at the end), whatever raised it.
 Everything else runs without torch: the ``model`` fixture then uses weights built by random_model.py.
 ``MLX_MIMI_TEST_WITHOUT_TORCH=1`` simulates that machine here.
 """
@@ -42,7 +43,7 @@ def require(*modules: str) -> None:
         reason = f"reference package(s) not installed: {', '.join(missing)} (pip install -e '.[dev]', see .ci/run)"
         if IN_CI:
             pytest.fail("CI must run the reference tests: " + reason)
-        pytest.skip(reason)
+        pytest.skip(reason, allow_module_level=True)
 
 
 def require_espeak() -> None:
@@ -108,3 +109,23 @@ def converted_folder(tmp_path_factory, model_folder) -> Path:
     from mlx_mimi.convert import convert
 
     return convert(model_folder, tmp_path_factory.mktemp("converted"))
+
+
+# -- CI never skips -------------------------------------------------------------------------------------------
+def _ci_fails_skip(report) -> None:
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"CI=true never skips a test, and this one skipped: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _ci_fails_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _ci_fails_skip(outcome.get_result())

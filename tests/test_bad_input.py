@@ -6,7 +6,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from mlx_mimi import MimiError
+from mlx_mimi import AudioError, CodesError, MimiError
 
 FRAME = 1920
 
@@ -27,8 +27,22 @@ FRAME = 1920
     ],
 )
 def test_bad_audio(model, pcm, message):
-    with pytest.raises(MimiError, match=message):
+    """Bad audio arrays raise the documented AudioError, from encode, encode_batch and a stream alike."""
+    with pytest.raises(AudioError, match=message):
         model.encode(pcm)
+    if isinstance(pcm, np.ndarray) and pcm.ndim == 1:
+        with pytest.raises(AudioError, match=message):
+            model.encode_batch([pcm])
+        if pcm.size:  # a stream takes pushes of 0 samples
+            with pytest.raises(AudioError, match=message):
+                model.stream_encoder().step(pcm)
+
+
+def test_audio_beyond_unit_range_is_encoded_as_given(model):
+    """Finite floats beyond [-1, 1] are encoded as given (not clipped, not refused), as the references do."""
+    pcm = np.sin(np.arange(4 * FRAME) / 7.0).astype(np.float32) * 3.0
+    codes = np.array(model.encode(pcm))
+    assert not np.array_equal(codes, np.array(model.encode(np.clip(pcm, -1, 1))))
 
 
 @pytest.mark.parametrize("k", [0, 33, -1, 2.5, "8"])
@@ -51,7 +65,7 @@ def test_bad_num_codebooks(model, k):
     ],
 )
 def test_bad_codes(model, codes, message):
-    with pytest.raises(MimiError, match=message):
+    with pytest.raises(CodesError, match=message):
         model.decode(codes)
 
 

@@ -150,7 +150,8 @@ def test_a_bad_file_is_skipped_and_summarised(model_dir, tmp_path, speech_long, 
         (["encode"], "give input files, folders or globs, or --manifest"),
         (["encode", "x.wav", "--bogus"], "No such option"),
         (["nosuchcommand"], "No such command 'nosuchcommand'"),
-        (["encode", "x.wav", "--batch-size", "0"], "--batch-size"),
+        (["encode", "x.wav", "--batch-seconds", "0"], "Invalid value for '--batch-seconds'"),
+        (["train-heads", "m", "--data", ".", "-o", "c", "--steps", "1", "--batch-size", "0"], "'--batch-size'"),
         (["encode", "x.wav", "-n", "0"], "--num-codebooks"),
         (["decode", "x.safetensors", "--length", "-5"], "--length"),
         (["decode", "x.safetensors", "--length", "0"], "--length"),
@@ -160,17 +161,25 @@ def test_a_bad_file_is_skipped_and_summarised(model_dir, tmp_path, speech_long, 
         (["stream", "--duration", "nan"], "not a finite number"),
         (["encode", "a.wav", "b.wav", "-o", "x.safetensors"], "-o/--output takes exactly one input"),
         (["convert", "m", "-o", "o", "--encoder-only", "--decoder-only"], "exclude each other"),
+        (["convert", "m", "-o", "o", "--group-size", "32"], "--group-size applies with --quantize"),
+        (["convert", "m", "-o", "o", "--keep-float", "encoder"], "--keep-float applies with --quantize"),
+        (["encode", "a.wav", "-o", "out.wav"], "name the output *.safetensors"),
+        (["decode", "x.safetensors", "-o", "model.safetensors"], "name the output *.wav"),
+        (["roundtrip", "a.wav", "-o", "a.npy"], "name the output *.wav"),
+        (["stream", "--input", "a.wav"], "--input needs -o (codes), --save-audio or --playback"),
+        (["stream", "--input", "a.wav", "-o", "live.wav"], "name the output *.safetensors"),
     ],
 )
 def test_usage_errors_are_one_line(tmp_path, args, message):
-    (tmp_path / "a.wav").write_bytes(b"")
-    (tmp_path / "b.wav").write_bytes(b"")
+    for name in ("a.wav", "b.wav", "x.safetensors"):
+        (tmp_path / name).write_bytes(b"")
     assert_one_line_error(mimi(*args, cwd=tmp_path), message)
 
 
 def test_help_and_version_still_exit_zero():
     assert "encode" in mimi("--help", ok=True).stdout
-    assert "mlx-mimi" in mimi("--version", ok=True).stdout or mimi("--version").returncode == 0
+    version = mimi("--version", ok=True).stdout
+    assert "mlx-mimi" in version and mlx_mimi.__version__ in version, version
 
 
 def _codes_file(path: Path, num_samples) -> Path:
@@ -278,3 +287,89 @@ def test_stream_file_carries_the_encode_metadata(model_dir, wav, tmp_path):
     live, off = load_codes(tmp_path / "live.safetensors"), load_codes(tmp_path / "off.safetensors")
     assert live.metadata() == off.metadata()
     assert mlx_mimi.load(model_dir).source["model_id"] == live.model
+
+
+def test_decode_never_replaces_what_is_not_audio(model_dir, wav, tmp_path):
+    """decode/roundtrip write WAV: a model file (or any non-audio file) in the output's place is never replaced,
+    --overwrite or not; -o must name a .wav (so `-o dd/model.safetensors` is refused before any work)."""
+    codes = tmp_path / "talk.safetensors"
+    mimi("encode", wav, "-o", codes, "-n", 8, "--model", model_dir, ok=True)
+    weights = model_dir / "model.safetensors"
+    before = weights.read_bytes()
+    p = mimi("decode", codes, "-o", weights, "--overwrite", "--model", model_dir)
+    assert_one_line_error(p, "name the output *.wav")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "talk.mimi.wav").write_bytes(b"my notes, not audio")
+    for command, source in (("decode", codes), ("roundtrip", wav)):
+        p = mimi(command, source, "--out-dir", out, "--overwrite", "--model", model_dir)
+        assert p.returncode == 1 and "is not an audio file: not replacing it" in p.stderr, p.stderr
+        assert (out / "talk.mimi.wav").read_bytes() == b"my notes, not audio"
+    assert weights.read_bytes() == before
+
+
+def test_codes_decode_only_with_their_model(model_dir, model, wav, tmp_path):
+    """Codes carry their model's codebooks fingerprint: another model's codebooks (the 9-codebook variant's, say)
+    are refused with one line; the same model converted (another dtype) decodes them."""
+    codes = tmp_path / "talk.safetensors"
+    mimi("encode", wav, "-o", codes, "-n", 8, "--model", model_dir, ok=True)
+    variant = tmp_path / "mimi9"
+    mimi("variant", "nine-codebooks", model_dir, "-o", variant, ok=True)
+    assert_one_line_error(
+        mimi("decode", codes, "-o", tmp_path / "x.wav", "--model", variant), "made with other codebooks"
+    )
+    assert not (tmp_path / "x.wav").exists()
+    half = tmp_path / "half"
+    mimi("convert", model_dir, "-o", half, "--dtype", "float16", ok=True)
+    mimi("decode", codes, "-o", tmp_path / "y.wav", "--model", half, ok=True)
+    assert load_codes(codes).codebooks_fingerprint == model.codebooks_fingerprint()
+
+
+def test_unusable_entries_in_a_folder_are_reported(model_dir, tmp_path, speech_long):
+    """A broken symlink and a folder named like an audio file are failures in the summary, not dropped."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    sf.write(corpus / "good.wav", speech_long[: SR // 2], SR)
+    (corpus / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    (corpus / "dir.wav").mkdir()
+    p = mimi("encode", corpus, "--out-dir", tmp_path / "codes", "--model", model_dir)
+    assert p.returncode == 1, p.stderr
+    assert "gone.wav: a broken symbolic link" in p.stderr and "dir.wav: a folder, not a file" in p.stderr
+    assert "2 of 3 input(s) failed, 1 encoded" in p.stderr
+    assert (tmp_path / "codes" / "good.safetensors").is_file()
+
+
+def test_missing_manifest_entry_says_so(model_dir, tmp_path, speech_long):
+    sf.write(tmp_path / "here.wav", speech_long[: SR // 2], SR)
+    (tmp_path / "list.txt").write_text("here.wav\nnot-here.wav\n")
+    p = mimi("encode", "--manifest", tmp_path / "list.txt", "--out-dir", tmp_path / "codes", "--model", model_dir)
+    assert p.returncode == 1 and "not-here.wav: no such file" in p.stderr, p.stderr
+    assert "System error" not in p.stderr
+
+
+def test_info_on_an_audio_file_is_one_line(wav):
+    assert_one_line_error(mimi("info", wav), "not a model checkpoint")
+
+
+def test_no_audio_devices_is_one_line(monkeypatch):
+    """With no device at all (PortAudio lists none), `mimi devices` says so instead of printing a blank line."""
+    import sounddevice as sd
+    from click.testing import CliRunner
+
+    from mlx_mimi.cli import main
+
+    monkeypatch.setattr(sd, "query_devices", lambda *a, **k: sd.DeviceList())
+    result = CliRunner().invoke(main, ["devices"])
+    assert result.exit_code == 1 and "error: no audio devices found" in result.output, result.output
+
+
+def test_quantized_models_say_they_are_slow_here(model_dir, wav, tmp_path):
+    """On MLX's CPU backend quantized matmuls are ~10x slower than float32: convert and every later load say so
+    (one warning line); converting a quantized model says it stays quantized."""
+    q8 = tmp_path / "q8"
+    p = mimi("convert", model_dir, "-o", q8, "--quantize", 8, ok=True)
+    assert "warning: quantized matmuls run about 10x slower" in p.stderr, p.stderr
+    p = mimi("encode", wav, "-o", tmp_path / "x.safetensors", "--model", q8, ok=True)
+    assert "warning: quantized matmuls run about 10x slower" in p.stderr, p.stderr
+    p = mimi("convert", q8, "-o", tmp_path / "again", ok=True)
+    assert "stays quantized" in p.stderr, p.stderr

@@ -352,3 +352,70 @@ def test_per_file_outputs_from_folders(corpus, converted_folder, tmp_path, model
     codes = load_codes(out / first.relative_to(corpus).with_suffix(".safetensors"))
     pcm = read_audio(first)
     assert_contract(model, pcm, codes.codes[None], np.array(model.encode(pcm, 8)), "per-file output")
+
+
+def test_dataset_reruns_with_other_settings_are_refused(
+    corpus, converted_folder, model_folder, tmp_path, single_process
+):
+    """A dataset is one model, revision, codebook count and sample rate: a re-run with another -n or --model is
+    one error line naming the difference and changes nothing (new inputs included); --overwrite starts anew."""
+    out = tmp_path / "out"
+    shutil.copytree(single_process[0], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    extra = tmp_path / "more"
+    extra.mkdir()
+    sf.write(extra / "new.wav", reference.speech(1.0, seed=900), SR)
+    for args, difference in (
+        (["-n", "4"], "codebooks (-n) '8'; this run has '4'"),
+        (["-n", "8", "--model", str(model_folder)], "holds a dataset with model"),
+    ):
+        cmd = [mimi_exe(), "encode", str(corpus), str(extra), "--dataset", str(out), "--model", str(converted_folder)]
+        p = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 1 and len(lines) == 1 and difference in lines[0], p.stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    cmd = [
+        mimi_exe(),
+        "encode",
+        str(extra),
+        "--dataset",
+        str(out),
+        "-n",
+        "4",
+        "--overwrite",
+        "--model",
+        str(converted_folder),
+    ]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    rows = read_dataset(out)
+    assert list(rows) == ["new.wav"] and rows["new.wav"][1].shape[0] == 4
+    index = json.loads((out / "index.json").read_text())
+    assert index["num_codebooks"] == 4 and index["clips"] == 1 and not list(out.glob("errors*"))
+
+
+def test_dataset_progress_bar_ends_at_its_total(corpus, converted_folder, tmp_path):
+    """The progress bar (shown on a terminal) counts exact samples: it ends at 100% with no clamping warning."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal has a width
+    cmd = [mimi_exe(), "encode", str(corpus), "--dataset", str(tmp_path / "out"), "-n", "2"]
+    proc = subprocess.Popen([*cmd, "--model", str(converted_folder)], stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the process has exited
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=600)
+    os.close(leader)
+    text = b"".join(chunks).decode(errors="replace")
+    assert "100%|" in text and "clamping" not in text and "<-" not in text, text[-2000:]

@@ -330,3 +330,37 @@ def test_train_heads_command(converted_folder, latent, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "step 3: loss" in p.stderr and "latest: step-000003" in p.stdout
     assert mlx_mimi.load(tmp_path / "runs" / "step-000003").num_codebooks == 9
+
+
+def test_non_finite_training_stops_before_saving(model, latent, tmp_path):
+    """NaN teacher features stop training with one error before any update or checkpoint; in a .npz clip the error
+    names the file, as do a junk file and durations that do not fit the clip."""
+    variant = mlx_mimi.nine_codebooks(model, seed=4, distill_dim=16)
+    before = np.array(variant.quantizer.stages[0].codebooks)
+    teacher = np.full((1, latent.shape[1], 16), np.nan, np.float32)
+    with pytest.raises(mlx_mimi.MimiError, match="teacher features hold NaN"):
+        mlx_mimi.train_heads(
+            variant, iter([{"latent": latent, "teacher": teacher}]), steps=1, checkpoint_dir=tmp_path / "run"
+        )
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+    np.testing.assert_array_equal(np.array(variant.quantizer.stages[0].codebooks), before)
+    # a loss that overflows to inf with finite inputs is caught at the step, before anything changes
+    huge = np.full((1, latent.shape[1], 16), 3e38, np.float32)
+    with pytest.raises(mlx_mimi.MimiError, match="step 1: the loss is inf"):
+        mlx_mimi.train_heads(variant, iter([{"latent": latent, "teacher": huge}]), steps=1)
+    np.testing.assert_array_equal(np.array(variant.quantizer.stages[0].codebooks), before)
+
+    from mlx_mimi.train import npz_batches
+
+    data = tmp_path / "feats"
+    data.mkdir()
+    frames = latent[0, :40]
+    np.savez(data / "a.npz", latent=frames, teacher=np.full((20, 16), np.nan), durations=np.full(20, 2))
+    with pytest.raises(mlx_mimi.MimiError, match="a.npz: teacher features hold NaN"):
+        next(npz_batches(variant, data, 1))
+    np.savez(data / "a.npz", latent=frames, teacher=np.zeros((20, 16)), durations=np.full(20, 3))
+    with pytest.raises(mlx_mimi.MimiError, match="a.npz: durations sum to 60 frames, the audio has 40"):
+        next(npz_batches(variant, data, 1))
+    (data / "a.npz").write_bytes(b"not a zip file")
+    with pytest.raises(mlx_mimi.MimiError, match="a.npz: "):
+        next(npz_batches(variant, data, 1))
