@@ -116,9 +116,12 @@ def test_out_dir_clashes_are_refused_up_front(model_dir, tmp_path, speech_long):
         model_dir,
     )
     assert_one_line_error(p, "would both write")
+    assert "rename one of them" in p.stderr and "use --out-dir" not in p.stderr  # --out-dir was given already
     assert not (tmp_path / "out").exists()
     sf.write(tmp_path / "d1" / "x.flac", speech_long[:SR], SR)  # x.wav and x.flac, side by side, default names
-    assert_one_line_error(mimi("encode", tmp_path / "d1", "--model", model_dir), "would both write")
+    p = mimi("encode", tmp_path / "d1", "--model", model_dir)
+    assert_one_line_error(p, "would both write")
+    assert "use --out-dir, or rename one of them" in p.stderr
 
 
 def test_a_bad_file_is_skipped_and_summarised(model_dir, tmp_path, speech_long, model):
