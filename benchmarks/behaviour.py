@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import mlx_mimi  # noqa: E402  (before mlx.core: OpenBLAS)
-import mlx.core as mx  # noqa: E402
-from mlx.utils import tree_flatten, tree_unflatten  # noqa: E402
+import mlx_mimi  # noqa: E402, I001  (before mlx.core: OpenBLAS)
+import mlx.core as mx  # noqa: E402  # isort: skip
+from mlx.utils import tree_flatten, tree_unflatten  # noqa: E402  # isort: skip
 
 SR = 24_000
 
