@@ -106,6 +106,28 @@ def _cli(args: list, cwd: Path) -> dict:
     return {"args": [str(a) for a in args], "code": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
 
 
+def _content_digest(path: Path) -> str:
+    """A digest of what a file holds, not of its bytes: safetensors headers list metadata in a random order and
+    float WAVs carry a time stamp (libsndfile's PEAK chunk), so equal outputs are not equal bytes."""
+    import soundfile as sf
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), "np") as f:
+            digest.update(json.dumps(f.metadata() or {}, sort_keys=True).encode())
+            for key in sorted(f.keys()):
+                tensor = f.get_tensor(key)
+                digest.update(f"{key}{tensor.dtype}{tensor.shape}".encode() + tensor.tobytes())
+    elif path.suffix == ".wav":
+        data, rate = sf.read(str(path), dtype="float64")
+        info = sf.info(str(path))
+        digest.update(f"{rate}{info.subtype}{data.shape}".encode() + data.tobytes())
+    else:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def snapshot(dest: Path, fixtures: Path) -> None:
     if not fixtures.exists():
         build_fixtures(fixtures)
@@ -144,11 +166,7 @@ def snapshot(dest: Path, fixtures: Path) -> None:
     for run in runs:  # the text may name this snapshot's folders: make it comparable
         for key in ("stdout", "stderr"):
             run[key] = run[key].replace(str(work), "<work>").replace(str(fixtures), "<fixtures>")
-    files = {
-        str(p.relative_to(work)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(work.rglob("*"))
-        if p.is_file()
-    }
+    files = {str(p.relative_to(work)): _content_digest(p) for p in sorted(work.rglob("*")) if p.is_file()}
     (dest / "cli.json").write_text(json.dumps({"runs": runs, "files": files}, indent=1) + "\n")
     print(f"wrote {len(out)} arrays, {len(runs)} CLI runs, {len(files)} files to {dest}")
 
