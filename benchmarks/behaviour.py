@@ -110,15 +110,15 @@ def _content_digest(path: Path) -> str:
     """A digest of what a file holds, not of its bytes: safetensors headers list metadata in a random order and
     float WAVs carry a time stamp (libsndfile's PEAK chunk), so equal outputs are not equal bytes."""
     import soundfile as sf
-    from safetensors import safe_open
 
     digest = hashlib.sha256()
     if path.suffix == ".safetensors":
-        with safe_open(str(path), "np") as f:
-            digest.update(json.dumps(f.metadata() or {}, sort_keys=True).encode())
-            for key in sorted(f.keys()):
-                tensor = f.get_tensor(key)
-                digest.update(f"{key}{tensor.dtype}{tensor.shape}".encode() + tensor.tobytes())
+        arrays, metadata = mx.load(str(path), return_metadata=True)
+        digest.update(json.dumps(metadata or {}, sort_keys=True).encode())
+        for key in sorted(arrays):
+            tensor = arrays[key]
+            raw = tensor.view(mx.uint16) if tensor.dtype == mx.bfloat16 else tensor
+            digest.update(f"{key}{tensor.dtype}{tensor.shape}".encode() + np.array(raw).tobytes())
     elif path.suffix == ".wav":
         data, rate = sf.read(str(path), dtype="float64")
         info = sf.info(str(path))
