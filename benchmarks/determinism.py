@@ -72,7 +72,7 @@ def main() -> None:
         folder = str(tmp / "hf")
     model = mlx_mimi.load(folder)
     print(f"# {' '.join(sys.argv)}")
-    print(f"# model {folder}; {mlx_mimi.backend.device_report()}; BLAS: {mlx_mimi.backend.blas_report()}")
+    print(f"# model {folder}; {mlx_mimi.schedule.device_report()}; BLAS: {mlx_mimi.backend.blas_report()}")
     print(
         "| comparison | clip | identical | frames touched | first diffs | worst gap | near-ties only | bit-identical |"
     )

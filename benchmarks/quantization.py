@@ -8,7 +8,7 @@ For each setting a quantized converted folder is written (``mimi convert --quant
 float32, on espeak-ng speech: the identical-code rate per codebook group (semantic, acoustic 2-8, 9-32) of
 ``encode``; the decode SNR of the float model's codes through the quantized decoder vs the float decoder; and
 the round-trip SNR (quantized encode then decode vs float encode then decode). Scopes: ``default`` keeps the
-two SEANets float (mlx_mimi.weights.DEFAULT_KEEP_FLOAT), ``all`` quantizes every layer it can. bfloat16 and
+two SEANets float (mlx_mimi.quantize.DEFAULT_KEEP_FLOAT), ``all`` quantizes every layer it can. bfloat16 and
 float16 rows give the scale. Random weights are a proxy: they separate codes less than a trained model, and
 errors compound differently; the figures that matter are those of the real checkpoint.
 """
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import mlx_mimi  # noqa: E402  (before mlx.core: OpenBLAS)
 from mlx_mimi.compare import agreement, chains_of  # noqa: E402
 from mlx_mimi.convert import convert  # noqa: E402
-from mlx_mimi.weights import DEFAULT_KEEP_FLOAT  # noqa: E402
+from mlx_mimi.quantize import DEFAULT_KEEP_FLOAT  # noqa: E402
 
 SR = 24_000
 
@@ -55,7 +55,7 @@ def main() -> None:
         source = str(tmp / "hf")
     pcm = reference.speech(args.seconds, seed=5)
     print(f"# {' '.join(sys.argv)}")
-    print(f"# model {source}; {args.seconds:g} s of espeak-ng speech; {mlx_mimi.backend.device_report()}")
+    print(f"# model {source}; {args.seconds:g} s of espeak-ng speech; {mlx_mimi.schedule.device_report()}")
     float_dir = convert(source, tmp / "float32")
     f32 = mlx_mimi.load(float_dir)
     codes = np.array(f32.encode(pcm))

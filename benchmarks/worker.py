@@ -105,7 +105,7 @@ def load_variant(mlx_mimi, path: Path, variant: str):
     """float32 / bfloat16 / float16, or q8, q4 (quantized on load, SEANets float), q8-all, q4-all."""
     if variant.startswith("q"):
         bits, _, scope = variant[1:].partition("-")
-        keep = () if scope == "all" else mlx_mimi.weights.DEFAULT_KEEP_FLOAT
+        keep = () if scope == "all" else mlx_mimi.quantize.DEFAULT_KEEP_FLOAT
         return mlx_mimi.load(path, quantize=int(bits), keep_float=keep)
     return mlx_mimi.load(path, dtype=variant)
 

@@ -4,7 +4,7 @@ from . import backend as _backend
 
 _backend.load_blas()  # before mlx.core is imported anywhere: see backend.py
 
-from .config import JodioConfig, MimiConfig  # noqa: E402
+from .config import MimiConfig  # noqa: E402
 from .errors import (  # noqa: E402
     AudioError,
     CodesError,
@@ -13,11 +13,14 @@ from .errors import (  # noqa: E402
     DeviceError,
     MimiError,
     ModelNotFoundError,
+    PerformanceWarning,
     WeightsError,
 )
-from .jodio import Jodio  # noqa: E402
+from .jodio import Jodio, JodioConfig  # noqa: E402
+from .load import load_model  # noqa: E402
 from .model import Mimi  # noqa: E402
-from .weights import load_model  # noqa: E402
+from .schedule import Schedule, cpu_schedule, gpu_schedule  # noqa: E402
+from .version import __version__  # noqa: E402
 
 load = load_model
 
@@ -47,10 +50,14 @@ __all__ = [
     "MimiConfig",
     "MimiError",
     "ModelNotFoundError",
+    "PerformanceWarning",
+    "Schedule",
     "WeightsError",
+    "__version__",
+    "cpu_schedule",
+    "gpu_schedule",
     "load",
     "load_model",
     "nine_codebooks",
     "train_heads",
 ]
-__version__ = "0.1.0"

@@ -228,9 +228,3 @@ def blas_report() -> str:
         return f"OpenBLAS ({_loaded}, {_how})"
     where = f" {actual}" if actual else ""
     return f"bundled reference BLAS{where} ({_reason})"
-
-
-def device_report() -> str:
-    import mlx.core as mx
-
-    return f"mlx {mx.__version__}, default device {mx.default_device()}"

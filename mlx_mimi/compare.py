@@ -70,7 +70,7 @@ def chains_of(model) -> list[Chain]:
         out_proj = np.array(path.output_proj).astype(np.float64)
         return Chain(first, np.array(path.input_proj).astype(np.float64), list(books), out_proj)
 
-    if model.config.quantizer_topology == "chain":
+    if model.config.quantizer.topology == "chain":
         stages, first = [], 0
         for stage in quantizer.stages:
             stages.append(chain(stage, first))

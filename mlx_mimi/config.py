@@ -1,4 +1,5 @@
-"""Model configs read from a checkpoint's config.json: MimiConfig, JodioConfig, and the values derived from them."""
+"""Mimi's config from a checkpoint's config.json, the per-component configs its layers take (SEANetConfig,
+TransformerConfig, QuantizerConfig), and what every codec config shares (CodecConfig)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,90 @@ from typing import Any
 from .errors import ConfigError
 
 
+class CodecConfig:
+    """What the codec plumbing (codec.py, streaming, the CLI) reads from any codec's config. Subclasses are
+    dataclasses with ``sampling_rate``, ``codebook_size``, ``num_quantizers``, ``num_semantic_quantizers``,
+    ``has_encoder``, ``has_decoder``, ``quantization`` fields, a ``frame_size`` and a ``quantizer`` property."""
+
+    model_type: typing.ClassVar[str] = ""
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.num_quantizers
+
+    @property
+    def num_acoustic_quantizers(self) -> int:
+        return self.num_quantizers - self.num_semantic_quantizers
+
+    @property
+    def frame_rate_hz(self) -> float:
+        """Code frames per second (12.5)."""
+        return self.sampling_rate / self.frame_size
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in cls._renamed(dict(data)).items() if k in names and v is not None})
+
+    @classmethod
+    def _renamed(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Older or foreign spellings of fields -> ours (none by default)."""
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model_type"] = self.model_type
+        return out
+
+
+@dataclass(frozen=True)
+class SEANetConfig:
+    """Mimi's SEANet encoder and decoder (the decoder mirrors the encoder)."""
+
+    audio_channels: int
+    num_filters: int
+    hidden_size: int
+    ratios: tuple[int, ...]  # encoder strides, input side first (4, 5, 6, 8)
+    kernel_size: int
+    last_kernel_size: int
+    residual_kernel_size: int
+    dilation_growth_rate: int
+    num_residual_layers: int
+    compress: int
+
+
+@dataclass(frozen=True)
+class QuantizerConfig:
+    """The codebooks and how they are wired (layers/quantizer.py).
+
+    "split" (Mimi's): a semantic RVQ of ``num_semantic`` codebooks and an acoustic RVQ of the rest both read the
+    latent (``acoustic_input`` "residual": what the semantic one leaves), and decoding sums them. "chain" (the
+    9-codebook variant): stages of ``chain_stages`` codebooks, each quantizing what the stages before it leave of
+    the latent; decoding sums every stage's output.
+    """
+
+    dim: int  # the latent's width
+    codebook_dim: int | None  # width of the 1x1-projected space the codebooks live in; None: no projections
+    codebook_size: int
+    num_codebooks: int
+    num_semantic: int
+    topology: str = "split"
+    chain_stages: tuple[int, ...] | None = None
+    acoustic_input: str = "latent"
+    distill_dim: int | None = None
+
+    @property
+    def num_acoustic(self) -> int:
+        return self.num_codebooks - self.num_semantic
+
+
 @dataclass
-class MimiConfig:
+class MimiConfig(CodecConfig):
     """The fields of transformers' ``MimiConfig``; the defaults are those of ``kyutai/mimi``."""
+
+    model_type: typing.ClassVar[str] = "mimi"
 
     sampling_rate: int = 24_000
     audio_channels: int = 1
@@ -68,7 +150,7 @@ class MimiConfig:
     distill_dim: int | None = None
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        check_types(self)
         self.upsampling_ratios = list(self.upsampling_ratios)
         if self.head_dim is None:
             self.head_dim = self.hidden_size // self.num_attention_heads
@@ -96,19 +178,6 @@ class MimiConfig:
     def frame_size(self) -> int:
         """Samples per code frame (1920)."""
         return self.hop_length * self.downsample_stride
-
-    @property
-    def frame_rate_hz(self) -> float:
-        """Code frames per second (12.5)."""
-        return self.sampling_rate / self.frame_size
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.num_quantizers
-
-    @property
-    def num_acoustic_quantizers(self) -> int:
-        return self.num_quantizers - self.num_semantic_quantizers
 
     @property
     def seanet_ratios(self) -> list[int]:
@@ -173,7 +242,7 @@ class MimiConfig:
         if self.pad_mode != "constant":
             raise ConfigError(f"only pad_mode 'constant' is supported, got {self.pad_mode!r}")
         if self.quantization is not None:
-            _check_quantization(self.quantization)
+            check_quantization(self.quantization)
         self._validate_topology()
 
     def _validate_topology(self) -> None:
@@ -199,10 +268,8 @@ class MimiConfig:
 
     # -- (de)serialisation ------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MimiConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
-        data = dict(data)
+    def _renamed(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """transformers' spellings: rope_parameters / rope_scaling, encoder/decoder_config None for a missing half."""
         rope = data.pop("rope_parameters", None) or data.pop("rope_scaling", None)
         if isinstance(rope, dict) and "rope_theta" in rope and "rope_theta" not in data:
             data["rope_theta"] = rope["rope_theta"]
@@ -210,20 +277,36 @@ class MimiConfig:
             data["has_encoder"] = False
         if data.get("decoder_config", "absent") is None:
             data["has_decoder"] = False
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names and v is not None})
+        return data
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> MimiConfig:
-        config = config_from_file(path)
-        if not isinstance(config, cls):
-            raise ConfigError(f"{path}: not a Mimi config (model_type {type(config).__name__})")
-        return config
+    # -- the components' configs -------------------------------------------------------------------------
+    @property
+    def seanet(self) -> SEANetConfig:
+        return SEANetConfig(
+            audio_channels=self.audio_channels,
+            num_filters=self.num_filters,
+            hidden_size=self.hidden_size,
+            ratios=tuple(self.seanet_ratios),
+            kernel_size=self.kernel_size,
+            last_kernel_size=self.last_kernel_size,
+            residual_kernel_size=self.residual_kernel_size,
+            dilation_growth_rate=self.dilation_growth_rate,
+            num_residual_layers=self.num_residual_layers,
+            compress=self.compress,
+        )
 
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["model_type"] = "mimi"
-        return out
+    @property
+    def quantizer(self) -> QuantizerConfig:
+        return QuantizerConfig(
+            dim=self.hidden_size,
+            codebook_dim=self.vector_quantization_hidden_dimension,
+            codebook_size=self.codebook_size,
+            num_codebooks=self.num_quantizers,
+            num_semantic=self.num_semantic_quantizers,
+            topology=self.quantizer_topology,
+            chain_stages=tuple(self.chain_stages) if self.chain_stages else None,
+            distill_dim=self.distill_dim,
+        )
 
     @property
     def transformer(self) -> TransformerConfig:
@@ -283,7 +366,7 @@ def _type_ok(value: Any, kind: Any) -> bool:
     return True
 
 
-def _check_types(config: MimiConfig) -> None:
+def check_types(config: Any) -> None:
     """One ConfigError naming the first field whose value has the wrong type (before any arithmetic on it)."""
     hints = typing.get_type_hints(type(config))
     for f in dataclasses.fields(config):
@@ -300,7 +383,7 @@ def _type_name(kind: Any) -> str:
     return str(kind).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
-def _check_quantization(q: dict) -> None:
+def check_quantization(q: dict) -> None:
     bits, group, modules = q.get("bits"), q.get("group_size"), q.get("modules")
     if bits not in (2, 3, 4, 5, 6, 8) or isinstance(bits, bool):
         raise ConfigError(f"quantization bits must be one of 2, 3, 4, 5, 6, 8, got {bits!r}")
@@ -312,187 +395,10 @@ def _check_quantization(q: dict) -> None:
         raise ConfigError("quantization modules must be a list of layer names")
 
 
-@dataclass
-class JodioConfig:
-    """JODIO, the codec of seed 002's module dump. The shape fields default to the dump's sizes; the fields
-    under "readings" are what a module dump cannot show, each set to the reading that fits the dump and
-    Mimi's design best (README, "JODIO"). The forward order is the only one the dump's shapes allow:
-    SEANet encoder -> pre_vq_proj -> encoder transformer -> both RVQs; decoding sums the RVQs, then
-    repair_proj -> decoder transformer -> post_vq_proj -> SEANet decoder.
-    """
-
-    sampling_rate: int = 24_000
-    channels: int = 896  # SEANet width, every conv
-    latent_dim: int = 1028  # pre_vq_proj's output: the encoder transformer's width and the codebook dim
-    ratios: list[int] = field(default_factory=lambda: [4, 5, 6, 8])  # encoder downsample strides
-    final_stride: int = 2  # final_conv (encoder) and initial_upsample (decoder)
-    kernel_size: int = 3  # every conv, transposed ones included: smaller than the strides
-    dilations: list[int] = field(default_factory=lambda: [1, 2, 4])  # per encoder block; the decoder reverses
-    codebook_size: int = 2048
-    num_semantic_quantizers: int = 2
-    num_quantizers: int = 10  # semantic + acoustic
-    encoder_layers: int = 22
-    encoder_heads: int = 16
-    encoder_head_dim: int = 64  # 16 x 64 = the dump's q/k/v width of 1024
-    encoder_intermediate: int = 4112
-    decoder_width: int = 256
-    decoder_layers: int = 4
-    decoder_heads: int = 4
-    decoder_head_dim: int = 64
-    decoder_intermediate: int = 1024
-    # -- readings (not visible in a module dump) --------------------------------------------------------
-    residual: bool = True  # x + silu(conv(x)) around each dilated conv (SEANet's residual units); false: chained
-    input_lookahead: int = 1  # input_proj as printed (padding 1 on both sides: 1 sample ahead); 0: causal
-    attention_window: int = 250  # causal, a query sees itself and 249 steps before (20 s at 12.5 Hz)
-    rope: bool = True
-    rope_theta: float = 10_000.0
-    rope_layout: str = "rotate_half"  # how q/k pair their RoPE dimensions: "rotate_half" or "interleaved"
-    mlp_activation: str = "gelu"  # exact GELU, or "silu"
-    norm_eps: float = 1e-6  # RMSNorm: x * rsqrt(mean(x^2) + eps) * weight
-    acoustic_input: str = "latent"  # the acoustic RVQ reads the latent (Mimi's split) or "residual"
-    # The repair (labelled as such): post_vq_proj has in_features 256 (the dump prints 6) and repair_proj,
-    # Linear(latent_dim -> decoder_width), feeds the decoder transformer. The dump has no such layer.
-    decoder_repair: str = "repair_proj"
-    has_encoder: bool = True
-    has_decoder: bool = True
-    quantization: dict | None = None
-
-    def __post_init__(self) -> None:
-        _check_types(self)
-        self.ratios, self.dilations = list(self.ratios), list(self.dilations)
-        positive = [f.name for f in dataclasses.fields(self) if f.type in ("int", int)]
-        for name in positive:
-            if name != "input_lookahead" and getattr(self, name) < 1:
-                raise ConfigError(f"config field {name!r} must be >= 1, got {getattr(self, name)!r}")
-        if not self.dilations or any(d < 1 for d in self.dilations):
-            raise ConfigError(f"config field 'dilations' must be positive ints, got {self.dilations}")
-        if not self.ratios or any(r < self.kernel_size - 1 for r in self.ratios + [self.final_stride]):
-            raise ConfigError(f"JODIO's strides must be >= kernel_size - 1, got {self.ratios}, {self.final_stride}")
-        if self.input_lookahead not in (0, 1):
-            raise ConfigError(f"input_lookahead must be 0 (causal) or 1 (as printed), got {self.input_lookahead}")
-        if not 0 < self.num_semantic_quantizers < self.num_quantizers:
-            raise ConfigError(
-                f"num_semantic_quantizers must be in [1, num_quantizers), got {self.num_semantic_quantizers}"
-            )
-        choices = {
-            "rope_layout": ("rotate_half", "interleaved"),
-            "mlp_activation": ("gelu", "silu"),
-            "acoustic_input": ("latent", "residual"),
-            "decoder_repair": ("repair_proj", "none"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"config field {name!r} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.decoder_repair == "none" and self.has_decoder:
-            raise ConfigError("the dump's decoder cannot run without the repair: decoder_repair 'none' is encoder-only")
-        for dim in (self.encoder_head_dim, self.decoder_head_dim):
-            if dim % 2:
-                raise ConfigError(f"head dims must be even for RoPE, got {dim}")
-        if self.quantization is not None:
-            _check_quantization(self.quantization)
-
-    # -- what the shared plumbing (model.Mimi's offline, batch and stream code) reads ----------------------
-    quantizer_topology = "split"
-    chain_stages = None
-    vector_quantization_hidden_dimension = None  # JODIO's codebooks have no projections
-
-    @property
-    def hidden_size(self) -> int:
-        return self.latent_dim
-
-    @property
-    def num_acoustic_quantizers(self) -> int:
-        return self.num_quantizers - self.num_semantic_quantizers
-
-    @property
-    def num_codebooks(self) -> int:
-        return self.num_quantizers
-
-    @property
-    def hop_length(self) -> int:
-        """Samples per step of the SEANet encoder before final_conv (960)."""
-        return math.prod(self.ratios)
-
-    @property
-    def frame_size(self) -> int:
-        """Samples per code frame (1920)."""
-        return self.hop_length * self.final_stride
-
-    @property
-    def frame_rate_hz(self) -> float:
-        return self.sampling_rate / self.frame_size
-
-    @property
-    def decoder_delay(self) -> int:
-        """Samples the as-printed decoder's output runs ahead of its frames: each transposed conv's padding=2
-        drops the first 2 steps it writes, 2 * (960 + 120 + 20 + 4 + 1) = 2210 samples in all, so F frames
-        decode to F * 1920 - 2210 samples (README, "JODIO")."""
-        delay, hop = 0, self.frame_size
-        for stride in [self.final_stride, *reversed(self.ratios)]:
-            hop //= stride
-            delay += (self.kernel_size - 1) * hop
-        return delay
-
-    @property
-    def encoder_transformer(self) -> TransformerConfig:
-        return self._transformer(
-            self.latent_dim, self.encoder_layers, self.encoder_heads, self.encoder_head_dim, self.encoder_intermediate
-        )
-
-    @property
-    def decoder_transformer(self) -> TransformerConfig:
-        return self._transformer(
-            self.decoder_width,
-            self.decoder_layers,
-            self.decoder_heads,
-            self.decoder_head_dim,
-            self.decoder_intermediate,
-        )
-
-    def _transformer(self, width: int, layers: int, heads: int, head_dim: int, hidden: int) -> TransformerConfig:
-        return TransformerConfig(
-            hidden_size=width,
-            num_layers=layers,
-            num_heads=heads,
-            head_dim=head_dim,
-            intermediate_size=hidden,
-            window=self.attention_window,
-            norm="rms_norm",
-            norm_eps=self.norm_eps,
-            layer_scale=None,
-            rope=self.rope,
-            rope_theta=self.rope_theta,
-            activation=self.mlp_activation,
-            final_norm=True,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JodioConfig:
-        if not isinstance(data, dict):
-            raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names and v is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["model_type"] = "jodio"
-        return out
-
-
-def config_from_dict(data: dict[str, Any]) -> MimiConfig | JodioConfig:
-    """The config class a config.json names (``model_type`` "jodio", else Mimi's)."""
-    if isinstance(data, dict) and data.get("model_type") == "jodio":
-        return JodioConfig.from_dict(data)
-    return MimiConfig.from_dict(data)
-
-
-def config_from_file(path: str | Path) -> MimiConfig | JodioConfig:
+def config_from_file(path: str | Path) -> Any:
+    """The JSON object in a config.json (what kind of config it is, the loader's registry decides)."""
     try:
         with open(path) as f:
-            data = json.load(f)
+            return json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not a readable JSON config ({exc})") from exc
-    try:
-        return config_from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc

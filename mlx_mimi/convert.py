@@ -17,18 +17,12 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 
 from .atomic import atomic_write
+from .checkpoint import FORMAT_NAME, FORMAT_VERSION
 from .corpus import same_file
 from .errors import MimiError
 from .hub import resolve
-from .weights import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    dtype_name,
-    load_resolved,
-    parse_dtype,
-    parse_keep_float,
-    quantize_model,
-)
+from .load import dtype_name, load_resolved, parse_dtype
+from .quantize import parse_keep_float, quantize_model
 
 
 def convert(
@@ -47,7 +41,7 @@ def convert(
 
     ``encoder=False`` or ``decoder=False`` drops that half (a tokenizer needs only the encoder). Codebooks
     stay float32 in every dtype: the search runs in float32. ``quantize`` (bits) quantizes every weight
-    matrix it can (``weights.quantize_model``) and records it in the config, so the folder loads quantized.
+    matrix it can (``quantize.quantize_model``) and records it in the config, so the folder loads quantized.
     """
     if not (encoder or decoder):
         raise MimiError("keep at least one of the encoder and the decoder")
@@ -82,8 +76,8 @@ def write_converted(mimi, output: str | Path, encoder: bool = True, decoder: boo
     config = dataclasses.replace(mimi.config)
     config.has_encoder = config.has_encoder and encoder
     config.has_decoder = config.has_decoder and decoder
-    dropped = () if config.has_encoder else ("encoder.", "encoder_transformer.", "downsample.")
-    dropped += () if config.has_decoder else ("decoder.", "decoder_transformer.", "upsample.")
+    dropped = () if config.has_encoder else tuple(f"{part}." for part in mimi.ENCODER_PARTS)
+    dropped += () if config.has_decoder else tuple(f"{part}." for part in mimi.DECODER_PARTS)
     weights = {k: v for k, v in tree_flatten(mimi.parameters()) if not k.startswith(dropped or ("\0",))}
     config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True)
     source = getattr(mimi, "source", {}) or {}

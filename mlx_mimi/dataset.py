@@ -30,7 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
+from .corpus import AUDIO_EXTENSIONS, expand_inputs
 from .errors import MimiError
+from .load import load_model
+from .pipeline import encode_batches, plan
+from .version import __version__
 
 DATASET_FORMAT = "mimi-codes-parquet"
 DATASET_VERSION = 1
@@ -160,8 +165,6 @@ class ShardWriter:
     def flush(self) -> None:
         if not self.buffer:
             return
-        from .atomic import atomic_write
-
         pa, pq = _parquet()
         ks = [c.shape[0] for _, _, c in self.buffer]
         fs = [c.shape[1] for _, _, c in self.buffer]
@@ -267,11 +270,6 @@ def encode_dataset(
 
     A folder that holds a dataset of other settings is refused (``overwrite``: its dataset files are removed first).
     """
-    from . import __version__
-    from .audio import read_audio
-    from .corpus import AUDIO_EXTENSIONS, expand_inputs, plan_batches, probe
-    from .weights import load_model
-
     _parquet()
     ranks = Ranks()
     if strict and ranks.size > 1:
@@ -303,12 +301,12 @@ def encode_dataset(
     done = set().union(*map(set, ranks.gather_json(sorted(finished_ids(folder)))))
     ranks.barrier()  # every rank has read the folder before anyone writes to it
     todo = [item for item in items if item.id not in done]
-    clips, unreadable = probe(todo, mimi.sample_rate)
+    planned, unreadable = plan(todo, mimi.sample_rate, batch_seconds)
     if ranks.rank == 0:
         errors += [{"id": item.id, "path": str(item.path), "error": str(error)} for item, error in unreadable]
     if strict and (problems or unreadable):  # the same on every rank: all probe the whole corpus
         raise MimiError((problems + [str(error) for _, error in unreadable])[0])
-    batches = ranks.share(plan_batches(clips, int(batch_seconds * mimi.sample_rate)))
+    batches = ranks.share(planned)
     metadata = {
         "format": DATASET_FORMAT,
         "format_version": str(DATASET_VERSION),
@@ -319,21 +317,20 @@ def encode_dataset(
     }
     writer = ShardWriter(folder, ranks.rank, metadata, shard_rows, int(shard_mb * 2**20))
     bar = _progress(sum(c.samples for batch in batches for c in batch), mimi.sample_rate, ranks)
-    for batch in batches:
-        clips_read = []
-        for clip in batch:
-            try:
-                clips_read.append((clip.item, read_audio(clip.item.path, mimi.sample_rate)))
-            except (ValueError, OSError) as exc:
-                if strict:
-                    raise
-                errors.append({"id": clip.item.id, "path": str(clip.item.path), "error": str(exc).splitlines()[0]})
-                bar.write(f"error: {clip.item.path}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        if clips_read:
-            codes = mimi.encode_batch([pcm for _, pcm in clips_read], num_codebooks=k)
-            for (item, pcm), row in zip(clips_read, codes, strict=True):
-                writer.add(item.id, len(pcm), np.array(row))
+
+    def on_failure(item, exc: BaseException) -> None:
+        if strict:
+            raise exc
+        errors.append({"id": item.id, "path": str(item.path), "error": str(exc).splitlines()[0]})
+        bar.write(f"error: {item.path}: {str(exc).splitlines()[0]}", file=sys.stderr)
+
+    def on_codes(item, codes: np.ndarray, num_samples: int) -> None:
+        writer.add(item.id, num_samples, codes)
+
+    def on_batch(batch, read: int) -> None:
         bar.update(sum(c.samples for c in batch))
+
+    encode_batches(mimi, batches, k, on_codes, on_failure, on_batch)
     writer.flush()
     bar.close()
     _write_errors(folder, ranks, errors)
@@ -356,8 +353,6 @@ def encode_dataset(
             "errors": failures,
             "ranks": ranks.size,
         }
-        from .atomic import atomic_write
-
         atomic_write(folder / INDEX, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=2) + "\n"))
         print(
             f"wrote {index['clips']} clips ({index['audio_seconds'] / 3600:.2f} h) in {len(shards)} shards to {folder}",
@@ -388,8 +383,6 @@ def _write_errors(folder: Path, ranks: Ranks, errors: list[dict]) -> None:
     name = "errors.jsonl" if ranks.size == 1 else f"errors-rank{ranks.rank:03d}.jsonl"
     path = folder / name
     if errors:
-        from .atomic import atomic_write
-
         text = "".join(json.dumps(e) + "\n" for e in errors)
         atomic_write(path, lambda tmp: Path(tmp).write_text(text), keep_suffix=False)
     elif path.exists():

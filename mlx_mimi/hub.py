@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import HF, detect_layout, is_model_config, layout_of
 from .errors import ConfigError, ModelNotFoundError, WeightsError
 
 DEFAULT_MODEL = "kyutai/mimi"
@@ -57,14 +58,8 @@ class _Listing:
     folder: Path | None = None  # where the files already are (a local folder or cached snapshot)
 
 
-def _is_mimi_config(config: Any) -> bool:
-    return isinstance(config, dict) and (config.get("model_type") in ("mimi", "jodio") or "upsampling_ratios" in config)
-
-
 def _choose(listing: _Listing) -> tuple[str, str | None]:
     """(weights file, Mimi config file or None) from a listing, by the rules in the module docstring."""
-    from .weights import detect_layout
-
     files = set(listing.files)
     config = listing.read_json("config.json") if "config.json" in files else None
     if isinstance(config, dict) and "mimi_name" in config:
@@ -80,7 +75,7 @@ def _choose(listing: _Listing) -> tuple[str, str | None]:
     for name in KYUTAI_MIMI_FILES:
         if name in files:
             return name, None
-    mimi_config = "config.json" if _is_mimi_config(config) else None
+    mimi_config = "config.json" if is_model_config(config) else None
     if "model.safetensors" in files and mimi_config:
         return "model.safetensors", mimi_config
     candidates = (
@@ -144,7 +139,7 @@ def _from_file(path: Path) -> ResolvedModel:
             f"{path}: not a model checkpoint (give a .safetensors file, a model folder or a hub repo id)"
         )
     sibling = path.parent / "config.json"
-    config = sibling if sibling.is_file() and _is_mimi_config(_read_json(sibling)) else None
+    config = sibling if sibling.is_file() and is_model_config(_read_json(sibling)) else None
     return ResolvedModel(path, config, str(path))
 
 
@@ -278,7 +273,5 @@ def _cached_listing(repo_id: str, revision: str | None, cache_dir: str | None, w
 
 def _check_cached_choice(listing: _Listing, repo_id: str, weights: str, config: str | None, why: str) -> None:
     """A cached Hugging Face layout file without its config.json: the download was partial, never a guess."""
-    from .weights import HF, layout_of
-
     if config is None and layout_of(*listing.header(weights)) == HF:
         raise ModelNotFoundError(f"the cached {repo_id!r} lacks its config.json and the hub cannot be reached ({why})")

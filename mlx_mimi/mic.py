@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .audio import read_audio, write_wav
+from .codec import Codec
 from .codes import codes_file, save_codes
 from .errors import DeviceError
-from .model import Mimi
 
 FLUSH_SECONDS = 5.0
 
@@ -189,7 +189,7 @@ class _StopOnInterrupt:
 
 
 def run_live(
-    model: Mimi,
+    model: Codec,
     source: LiveSource,
     output: Path | None,
     num_codebooks: int,

@@ -28,9 +28,10 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
+from . import checks
 from .compiled import WeightsCompiled
 from .errors import AudioError, CodesError, MimiError
-from .model import Mimi, check_sample_dtype, check_samples
+from .schedule import Schedule
 
 MAX_FRAMES_PER_CALL = 8
 
@@ -40,20 +41,20 @@ def state_nbytes(state: Any) -> int:
     return sum(v.nbytes for _, v in tree_flatten(state))
 
 
-def _encode_frames(model, x: mx.array, state: dict, frames: int, frame_len: int, num_codebooks: int):
+def _encode_frames(codec, x: mx.array, state, schedule: Schedule, frames: int, frame_len: int, num_codebooks: int):
     """``frames`` frames of audio through the encoder, one frame per unrolled step (single-frame shapes)."""
     outs = []
     for i in range(frames):
-        y, state = model.encode_chunk(x[:, i * frame_len : (i + 1) * frame_len], state, num_codebooks)
+        y, state = codec.encode_chunk(x[:, i * frame_len : (i + 1) * frame_len], state, num_codebooks, schedule)
         outs.append(y)
     return (mx.concatenate(outs, axis=1) if len(outs) > 1 else outs[0]), state
 
 
-def _decode_frames(model, codes: mx.array, state: dict, frames: int, frame_len: int, num_codebooks: int):
+def _decode_frames(codec, codes: mx.array, state, schedule: Schedule, frames: int, frame_len: int, num_codebooks: int):
     """``frames`` frames of codes through the decoder, one frame per unrolled step."""
     outs = []
     for i in range(frames):
-        y, state = model.decode_chunk(codes[:, i : i + 1], state)
+        y, state = codec.decode_chunk(codes[:, i : i + 1], state, schedule)
         outs.append(y.astype(mx.float32))
     return (mx.concatenate(outs, axis=1) if len(outs) > 1 else outs[0]), state
 
@@ -62,31 +63,29 @@ _STEP_FUNCTIONS = {"encode": _encode_frames, "decode": _decode_frames}
 _steps_lock = threading.Lock()
 
 
-def _shared_step(model: Mimi, key: tuple) -> WeightsCompiled:
-    """The model's compiled step for ``key`` = (direction, codebooks, batch size, frames, frame length): shared by
-    every stream of that shape; it holds no stream, and reads the model's weights at every call."""
+def _shared_step(codec, key: tuple) -> WeightsCompiled:
+    """The codec's compiled step for ``key`` = (direction, codebooks, batch size, frames, frame length, schedule):
+    shared by every stream of that shape; it holds no stream, and reads the codec's weights at every call."""
     with _steps_lock:
-        cache = model.__dict__.setdefault("_compiled_steps", {})
+        cache = codec.__dict__.setdefault("_compiled_steps", {})
         if key not in cache:
-            direction, codebooks, _, frames, frame_len = key
+            direction, codebooks, _, frames, frame_len, schedule = key
             fn = _STEP_FUNCTIONS[direction]
-            cache[key] = WeightsCompiled(model, lambda m, x, state: fn(m, x, state, frames, frame_len, codebooks))
+            cache[key] = WeightsCompiled(
+                codec, lambda c, x, state: fn(c, x, state, schedule, frames, frame_len, codebooks)
+            )
         return cache[key]
-
-
-def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise MimiError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
 
 
 class _Stream:
     _direction = ""
     _invalid_error: type[MimiError] = MimiError
 
-    def __init__(self, model: Mimi, batch_size: int):
+    def __init__(self, model, batch_size: int):
         self.model = model
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = checks.positive_int(batch_size, "batch_size")
+        # fixed for the stream's life: the schedule of the device at its creation, without evaluation points
+        self.schedule = model.current_schedule().streaming()
         self.frames = 0
         self._lock = threading.RLock()
         self._used: set[tuple] = set()
@@ -97,7 +96,7 @@ class _Stream:
         outs, done = [], 0
         while done < frames:
             n = min(MAX_FRAMES_PER_CALL, frames - done)
-            key = (self._direction, codebooks, self.batch_size, n, frame_len)
+            key = (self._direction, codebooks, self.batch_size, n, frame_len, self.schedule)
             self._used.add(key)
             step = _shared_step(self.model, key)
             y, self.state = step(x[:, done * frame_len : (done + n) * frame_len], self.state)
@@ -138,7 +137,7 @@ class StreamEncoder(_Stream):
     _invalid_message = "audio pushed into the stream contained NaN or infinite samples"
     _invalid_error = AudioError
 
-    def __init__(self, model: Mimi, batch_size: int = 1, num_codebooks: int | None = None):
+    def __init__(self, model, batch_size: int = 1, num_codebooks: int | None = None):
         model._need("encoder")
         self.num_codebooks = model.check_num_codebooks(num_codebooks)
         super().__init__(model, batch_size)
@@ -191,9 +190,9 @@ class StreamEncoder(_Stream):
                 f"B={self.batch_size}" + (" or (n,)" if self.batch_size == 1 else "")
             )
         if not is_mx:
-            check_samples(arr)
+            checks.samples(arr)
             return mx.array(arr.reshape(shape).astype(np.float32, copy=False))
-        check_sample_dtype(arr.dtype)
+        checks.sample_dtype(arr.dtype)
         arr = arr.reshape(shape).astype(mx.float32)
         self._note_validity(mx.all(mx.isfinite(arr)))
         return arr
@@ -228,7 +227,7 @@ class StreamEncoder(_Stream):
             if self.pending_samples == 0:
                 return mx.zeros((self.batch_size, self.num_codebooks, 0), dtype=mx.int32)
             pcm = self._pending[:, :, None]
-            codes, self.state = self.model.encode_chunk(pcm, self.state, self.num_codebooks, final=True)
+            codes, self.state = self.model.encode_chunk(pcm, self.state, self.num_codebooks, self.schedule, final=True)
             self._pending = self._pending[:, :0]
             self.frames += 1
             codes = codes.transpose(0, 2, 1).astype(mx.int32)
@@ -243,7 +242,7 @@ class StreamDecoder(_Stream):
     _invalid_message = "codes pushed into the stream were out of range"
     _invalid_error = CodesError
 
-    def __init__(self, model: Mimi, batch_size: int = 1):
+    def __init__(self, model, batch_size: int = 1):
         model._need("decoder")
         super().__init__(model, batch_size)
         self.reset()

@@ -40,10 +40,12 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from .atomic import atomic_write
+from .convert import write_converted
 from .errors import MimiError
 from .layers.quantizer import nearest_code
-from .model import Mimi
-from .variant import STAGE_NAMES, cluster_sums, half_sq_norms
+from .load import load_model
+from .model import STAGE_NAMES, Mimi
+from .variant import cluster_sums, half_sq_norms
 
 LAPLACE_EPS = 1e-5  # vector_quantize_pytorch's Codebook eps
 
@@ -271,8 +273,6 @@ class HeadTrainer:
         self.key = arrays["rng_key"]
 
     def save(self, folder: Path) -> Path:
-        from .convert import write_converted
-
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"step-{self.step:06d}"
         staging = folder / f".staging-step-{self.step:06d}"
@@ -410,8 +410,6 @@ def _npz_clip(model: Mimi, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _resume(trainer: HeadTrainer, checkpoint: Path) -> None:
-    from .weights import load_model
-
     saved = load_model(str(checkpoint))
     if saved.config != trainer.model.config:
         raise MimiError(f"{checkpoint} holds another model configuration than the one being trained")

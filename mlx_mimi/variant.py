@@ -26,11 +26,10 @@ from mlx.utils import tree_flatten
 
 from .errors import MimiError
 from .layers.quantizer import nearest_code
+from .load import load_into
 from .model import Mimi
-from .weights import load_into
 
 NINE_CODEBOOKS = [1, 1, 7]  # content, prosody, acoustic
-STAGE_NAMES = ("content", "prosody", "acoustic")
 CONTENT_INITS = ("random", "kmeans")
 
 

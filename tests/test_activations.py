@@ -58,7 +58,7 @@ def test_masked_softmax_matches_float64_softmax():
     for pos in (0, 500):  # a stream's start (keys before it masked) and a full window
         scores = (rng.standard_normal((1, 8, 64, 313)) * 4).astype(np.float32)
         mask = np.array(window_mask(mx.array(pos), 64, 249))
-        got = np.array(masked_softmax(mx.array(scores), mx.array(mask)))
+        got = np.array(masked_softmax(mx.array(scores), mx.array(mask), fast=True))
         s = np.where(mask, scores.astype(np.float64), -np.inf)
         ref = np.exp(s - s.max(-1, keepdims=True))
         ref /= ref.sum(-1, keepdims=True)
@@ -93,16 +93,17 @@ def test_elu_halves_are_elu_bit_for_bit_in_any_thread():
     """The CPU's two-stream ELU (layers/activations.py) computes every element as ``elu``, in the thread that
     asks (MLX streams belong to threads: the second stream is thread-local)."""
     x = mx.random.normal((1, 15360, 64), key=mx.random.key(3)) * 4
-    want = elu(x)
     results = []
 
     def run():
         with mx.stream(mx.cpu):
-            parts = elu_halves(x)
-            results.append((len(parts), mx.array_equal(mx.concatenate(parts, axis=1), want).item()))
+            for fast in (False, True):
+                parts = elu_halves(x, fast=fast, split=True)
+                results.append((len(parts), mx.array_equal(mx.concatenate(parts, axis=1), elu(x, fast)).item()))
 
     run()
     worker = threading.Thread(target=run)
     worker.start()
     worker.join()
-    assert results == [(2, True), (2, True)]
+    assert results == [(2, True)] * 4
+    assert len(elu_halves(x, fast=True, split=False)) == 1  # the GPU schedule keeps one kernel

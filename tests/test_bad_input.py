@@ -86,10 +86,9 @@ def test_bad_chunk_frames(model, chunk):
 
 
 def test_many_clips_run_in_bounded_passes(model):
-    """A batch far larger than one pass (max_frames_per_pass()) is split into passes of whole clips."""
-    from mlx_mimi.model import max_frames_per_pass
-
-    pcm = np.random.default_rng(0).standard_normal((max_frames_per_pass() * 3 + 1, FRAME)).astype(np.float32)
+    """A batch far larger than one pass (the schedule's frames_per_pass) is split into passes of whole clips."""
+    per_pass = model.current_schedule().frames_per_pass
+    pcm = np.random.default_rng(0).standard_normal((per_pass * 3 + 1, FRAME)).astype(np.float32)
     codes = np.array(model.encode(pcm * 0.1, num_codebooks=4))
     assert codes.shape == (pcm.shape[0], 4, 1)
     np.testing.assert_array_equal(codes[-1:], np.array(model.encode(pcm[-1] * 0.1, num_codebooks=4)))

@@ -9,7 +9,7 @@ OpenBLAS.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -136,38 +136,36 @@ def test_offline_chunking_on_a_minute(model, speech_minute):
 
 
 def test_offline_evaluation_points_change_nothing(model, speech_long):
-    """Offline passes evaluate inside each chunk (model.offline_pass): when work runs, not what it computes, so
-    the same chunk with and without those points is bit-identical on any machine."""
+    """Offline passes evaluate inside each chunk (schedule.evaluation_points): when work runs, not what it computes,
+    so the same chunk with and without those points is bit-identical on any machine."""
     pcm = mx.array(speech_long[: 70 * FRAME - 777])[None, :, None]
     valid = mx.array([70 * FRAME - 5000])  # a clip ending inside the chunk: the batch path's per-tile counts
     runs = []
-    for offline in (False, True):
-        with mlx_mimi.model.offline_pass() if offline else contextlib.nullcontext():
-            latent, state = model.latent_chunk(pcm, model.encoder_state(1), final=True)
-            padded, _ = model.latent_chunk(pcm, model.encoder_state(1), final=True, valid=valid)
-            codes = model.quantizer.encode(latent, 8)
-            audio, dstate = model.decode_chunk(codes, model.decoder_state(1))
-            runs.append([np.array(a) for a in (latent, padded, state["seanet"][-2], codes, audio)])
-            runs[-1] += [np.array(k) for k in dstate["transformer"]["keys"]]
+    for points in (False, True):
+        schedule = dataclasses.replace(mlx_mimi.cpu_schedule(), evaluation_points=points)
+        latent, state = model.latent_chunk(pcm, model.encoder_state(1), schedule, final=True)
+        padded, _ = model.latent_chunk(pcm, model.encoder_state(1), schedule, final=True, valid=valid)
+        codes = model.quantizer.encode(latent, 8)
+        audio, dstate = model.decode_chunk(codes, model.decoder_state(1), schedule)
+        runs.append([np.array(a) for a in (latent, padded, state["seanet"][-2], codes, audio)])
+        runs[-1] += [np.array(k) for k in dstate["transformer"]["keys"]]
     for plain, evaluated in zip(*runs, strict=True):
         np.testing.assert_array_equal(evaluated, plain)
 
 
-def test_attention_blocks_match_one_product(model, monkeypatch):
+def test_attention_blocks_match_one_product(model):
     """A CPU offline chunk attends in query blocks (layers/transformer.py): each block's keys are those its
     window reaches, so the result is the one-product attention's up to float rounding (other matmul shapes)."""
-    from mlx_mimi.layers import transformer
-
     rng = np.random.default_rng(3)
     tr = model.encoder_transformer
     state = tr.initial_state(1, mx.float32)
     outs = {}
     for block in (64, None):
-        monkeypatch.setattr(transformer, "attention_block", lambda block=block: block)
+        schedule = dataclasses.replace(mlx_mimi.cpu_schedule(), attention_block=block)
         s, ys = state, []
         for steps in (300, 257, 5):  # a fresh stream, then a full window of context, then a short call
             x = mx.array(rng.standard_normal((1, steps, tr.layers[0].attn.qkv.weight.shape[1]), dtype=np.float32))
-            y, s = tr(x, s)
+            y, s = tr(x, s, schedule)
             ys.append(np.array(y))
         outs[block] = np.concatenate(ys, axis=1)
         rng = np.random.default_rng(3)

@@ -19,7 +19,7 @@ from conftest import require, require_espeak
 from contract import assert_audio_contract, assert_contract
 
 import mlx_mimi
-from mlx_mimi.config import JodioConfig
+from mlx_mimi import JodioConfig
 from mlx_mimi.errors import WeightsError
 
 require("torch")

@@ -123,10 +123,8 @@ def test_original_layout_matches_moshi(original_folder, hf_reference, speech_lon
 
 def test_mlx_ops_path_matches_transformers(model, hf_reference, speech_long, monkeypatch):
     """The activations as MLX's own ops (the path Metal and arm64 CPUs take; layers/activations.py) keep parity."""
-    from mlx_mimi.layers.activations import fast_math
-
     monkeypatch.setenv("MLX_MIMI_FASTMATH", "off")
-    assert not fast_math()
+    assert not model.current_schedule().fast_math
     hf_model, _ = hf_reference
     pcm = speech_long[: 60 * FRAME + 999]
     ref, latents = hf_encode(hf_model, pcm)

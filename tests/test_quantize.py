@@ -15,7 +15,7 @@ import mlx_mimi
 from mlx_mimi import MimiError, WeightsError
 from mlx_mimi.compare import agreement, chains_of
 from mlx_mimi.convert import convert
-from mlx_mimi.weights import DEFAULT_KEEP_FLOAT, quantizable_layers
+from mlx_mimi.quantize import DEFAULT_KEEP_FLOAT, quantizable_layers
 
 FRAME = 1920
 
@@ -157,7 +157,7 @@ def test_quantize_arguments(model_folder):
     with pytest.raises(MimiError, match="keep_float must be layer names"):
         mlx_mimi.load(model_folder, quantize=8, keep_float=3)
     with pytest.raises(MimiError, match="already quantized"):
-        from mlx_mimi.weights import quantize_model
+        from mlx_mimi.quantize import quantize_model
 
         quantize_model(mlx_mimi.load(model_folder, quantize=8), 4)
 

@@ -14,7 +14,7 @@ import pytest
 
 import mlx_mimi
 from mlx_mimi.convert import write_converted
-from mlx_mimi.weights import quantize_model
+from mlx_mimi.quantize import quantize_model
 
 FRAME = 1920
 

@@ -11,8 +11,9 @@ import pytest
 
 import mlx_mimi
 from mlx_mimi import ConfigError, MimiError, ModelNotFoundError
+from mlx_mimi.checkpoint import detect_layout
 from mlx_mimi.convert import convert
-from mlx_mimi.weights import WeightsError, detect_layout
+from mlx_mimi.errors import WeightsError
 
 FRAME = 1920
 
@@ -217,7 +218,7 @@ def test_format_version_1_still_loads(converted, tmp_path, speech_long, model):
     from safetensors.numpy import save_file
 
     from mlx_mimi.config import MimiConfig
-    from mlx_mimi.weights import _seanet_modules
+    from mlx_mimi.layout import _seanet_modules
 
     with safe_open(str(converted / "model.safetensors"), "numpy") as f:
         tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())

@@ -1,5 +1,5 @@
-"""Activations, and the one place where mlx-mimi swaps MLX's own transcendental ops for faster ones by backend
-(and, on a CPU, splits the large ELUs over two streams: see ``elu_halves``).
+"""Activations: MLX's own and arithmetic equivalents that an x86 CPU runs faster (the caller's schedule picks),
+and the large ELUs split over two streams (``elu_halves``).
 
 Why: MLX's x86 CPU backend evaluates ``exp``/``expm1``/``erf`` one element at a time through libm, and the two
 SEANets evaluate ~7 M ELUs per audio second each. Written in plain arithmetic and compiled, MLX fuses them into
@@ -15,35 +15,19 @@ tensor vs 3.2-4.7 ms for the earlier bit-cast polynomial and 11.5 ms for MLX's o
 near 0, exactly x for x > 0. GELU's rational erf (Eigen's float approximation) is 3.6 ns per element.
 
 Where MLX's own ops are vectorised (Metal; Apple-silicon and other arm64 CPUs, whose CPU backend has SIMD
-exp) they are kept: ``fast_math()`` is true only on an x86 CPU device. ``MLX_MIMI_FASTMATH=on|off`` forces
-the choice (the tests run both). The two paths round differently, so codes may differ between them only at
-near-ties (the README's determinism contract).
+exp) they are kept: the caller's ``Schedule.fast_math`` (mlx_mimi/schedule.py) picks the path, true only on an x86
+CPU device unless ``MLX_MIMI_FASTMATH=on|off`` forces it (the tests run both). The two paths round differently, so
+codes may differ between them only at near-ties (the README's determinism contract).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import platform
 import threading
 
 import mlx.core as mx
 
 from ..compiled import per_thread
-
-ENV_VAR = "MLX_MIMI_FASTMATH"
-_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
-
-
-def fast_math() -> bool:
-    """Whether the arithmetic versions are used now (decided at each call, or at trace time when compiled)."""
-    forced = os.environ.get(ENV_VAR, "auto").lower()
-    if forced in ("on", "1", "true"):
-        return True
-    if forced in ("off", "0", "false"):
-        return False
-    return _X86 and mx.default_device() == mx.cpu
-
 
 # -- ELU's expm1 for x <= 0: clamp, a polynomial at x / 16, four doublings expm1(2u) = expm1(u) (expm1(u) + 2) --
 _CLAMP = -32.0  # expm1(x) rounds to -1 below about -17.3: any x below the clamp gives -1
@@ -82,10 +66,10 @@ def _elu_arith(x: mx.array) -> mx.array:
     return (h + ah) + m  # relu(x) + expm1(min(x, 0)): each term is exactly 0 where the other acts
 
 
-def elu(x: mx.array) -> mx.array:
+def elu(x: mx.array, fast: bool = False) -> mx.array:
     """ELU with alpha 1: max(x, expm1(min(x, 0))) (expm1(x) >= x everywhere; a maximum pass costs a quarter of a
-    ``where`` on MLX's CPU backend). The arithmetic version gives NaN for infinite inputs."""
-    if fast_math() and x.dtype == mx.float32:
+    ``where`` on MLX's CPU backend). ``fast``: the arithmetic version (float32 only), NaN for infinite inputs."""
+    if fast and x.dtype == mx.float32:
         return _elu_arith(x)
     return mx.maximum(x, mx.expm1(mx.minimum(x, 0)))
 
@@ -96,17 +80,12 @@ def elu(x: mx.array) -> mx.array:
 # stream: both run at once, and the conv's own concatenation (state + input) joins them, so nothing is copied
 # twice. Each element is computed as before: the same bits. Measured on the AMD EPYC (2 cores): ELU + concat
 # of a 15360 x 64 tile 3.05 -> 2.07 ms. Below ``SPLIT_MIN_ELEMENTS`` the hand-off between the streams costs
-# more than it saves; a GPU runs one kernel over the whole tensor anyway.
+# more than it saves; a GPU runs one kernel over the whole tensor anyway (``Schedule.split_elementwise``).
 SPLIT_MIN_ELEMENTS = 1 << 18
 # MLX streams belong to the thread that made them: a thread-local stream is a distinct stream in every thread
 # that uses it (made on first use there), so the model stays usable from any thread.
 _second_stream: list = []
 _second_stream_lock = threading.Lock()
-
-
-def split_elementwise() -> bool:
-    """Whether large ELUs run in two halves on two streams (a CPU device)."""
-    return mx.default_device() == mx.cpu
 
 
 def _second_cpu_stream() -> mx.ThreadLocalStream:
@@ -116,15 +95,15 @@ def _second_cpu_stream() -> mx.ThreadLocalStream:
         return _second_stream[0]
 
 
-def elu_halves(x: mx.array) -> list[mx.array]:
+def elu_halves(x: mx.array, fast: bool = False, split: bool = False) -> list[mx.array]:
     """ELU of x (B, T, C) as a list of time pieces (their concatenation along axis 1 is ``elu(x)``), for a
-    consumer that concatenates anyway (a causal conv: state + input)."""
-    if not (split_elementwise() and x.size >= SPLIT_MIN_ELEMENTS and x.shape[1] >= 2):
-        return [elu(x)]
+    consumer that concatenates anyway (a causal conv: state + input). ``split``: large ones in two halves."""
+    if not (split and x.size >= SPLIT_MIN_ELEMENTS and x.shape[1] >= 2):
+        return [elu(x, fast)]
     half = x.shape[1] // 2
     with mx.stream(_second_cpu_stream()):
-        first = elu(x[:, :half])
-    return [first, elu(x[:, half:])]
+        first = elu(x[:, :half], fast)
+    return [first, elu(x[:, half:], fast)]
 
 
 # -- GELU with a rational erf (Eigen's float erf: x P(x^2) / Q(x^2) on [-4, 4]) ------------------------------
@@ -159,9 +138,9 @@ def _gelu_arith(x: mx.array) -> mx.array:
     return (0.5 * x) * (1.0 + z * p / q)
 
 
-def gelu(x: mx.array) -> mx.array:
-    """Exact (erf) GELU, as the reference (not the tanh approximation)."""
-    if fast_math() and x.dtype == mx.float32:
+def gelu(x: mx.array, fast: bool = False) -> mx.array:
+    """Exact (erf) GELU, as the reference (not the tanh approximation); ``fast``: the rational erf (float32)."""
+    if fast and x.dtype == mx.float32:
         return _gelu_arith(x)
     return _gelu_erf(x)
 
@@ -199,13 +178,13 @@ def _exp_nonpositive(t: mx.array) -> mx.array:
     return mx.view((n.astype(mx.int32) + 127) << 23, mx.float32) * p
 
 
-def masked_softmax(scores: mx.array, mask: mx.array) -> mx.array:
+def masked_softmax(scores: mx.array, mask: mx.array, fast: bool = False) -> mx.array:
     """Softmax over the last axis of the keys ``mask`` (bool, broadcast) allows; the rest get exactly 0.
 
-    On x86 CPUs (``fast_math()``) with MLX's own softmax 1.9 of the 2.4 ms of one layer's attention over a
-    64-step chunk went to its scalar exp (AMD EPYC); this exp is ~5x faster at the same accuracy.
+    ``fast`` (x86 CPUs): with MLX's own softmax 1.9 of the 2.4 ms of one layer's attention over a 64-step chunk
+    went to its scalar exp (AMD EPYC); this exp is ~5x faster at the same accuracy.
     """
-    if not (fast_math() and scores.dtype == mx.float32):
+    if not (fast and scores.dtype == mx.float32):
         return mx.softmax(mx.where(mask, scores, -mx.inf), axis=-1, precise=True)
     scores = mx.where(mask, scores, -mx.inf)  # masked keys must not reach exp above the row's maximum
     e = _exp_nonpositive(scores - mx.max(scores, axis=-1, keepdims=True)) * mask

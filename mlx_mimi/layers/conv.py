@@ -19,10 +19,9 @@ Each weight is stored as the matrix its matmul uses, taps stacked on the output 
   block t + 1; one matmul and the sum of two shifted slices.
 - transposed (``ConvTranspose1d``), kernel = 2 * stride: ``(2 * stride * out, in)``; one matmul gives both
   output blocks of each step, and block t of the output adds the second block of step t - 1.
-- JODIO's strided convs have a kernel (3) shorter than their stride (2..8) (``ShortStridedConv1d``): each
-  output reads only ``kernel`` of the inputs, so those are gathered (im2col of strided slices,
-  ``(out, kernel * in)``) rather than multiplied at every step; its transposed convs
-  (``ShortConvTranspose1d``) never overlap from one step to the next, so they need no state.
+
+``conv_matrix`` and ``convtr_matrix`` turn PyTorch's conv weights into these matrices (the checkpoint loaders use
+them). JODIO's convs with kernels shorter than their strides live with JODIO (mlx_mimi/jodio/layers.py).
 """
 
 from __future__ import annotations
@@ -31,6 +30,24 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .linear import WeightMatrix, matmul
+
+
+def conv_matrix(w, stride: int):
+    """A PyTorch Conv1d weight (out, in, K) -> the matrix ``CausalConv1d`` multiplies by.
+
+    Stride 1: (K * out, in), taps stacked. Strided (K = 2 * stride): (2 * out, stride * in), the first half of
+    the taps then the second, each row over (tap within the half, in channel). Works on numpy and MLX arrays.
+    """
+    out, cin, k = w.shape
+    if stride > 1:
+        return w.reshape(out, cin, 2, stride).transpose(2, 0, 3, 1).reshape(2 * out, stride * cin)
+    return w.transpose(2, 0, 1).reshape(k * out, cin)
+
+
+def convtr_matrix(w):
+    """A PyTorch ConvTranspose1d weight (in, out, K) -> (K * out, in), as ``ConvTranspose1d`` uses it."""
+    cin, out, k = w.shape
+    return w.transpose(2, 1, 0).reshape(k * out, cin)
 
 
 class CausalConv1d(WeightMatrix):
@@ -156,7 +173,7 @@ class CausalConv1d(WeightMatrix):
         return y + bias if bias is not None else y
 
 
-def _overlap_add(z: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
+def overlap_add(z: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
     """z: (B, L, 2, S*C), the two output blocks each input step writes; state: (B, 1, S*C) carried block.
 
     Block t of the output is the first block of step t plus the second block of step t - 1.
@@ -188,7 +205,7 @@ class ConvTranspose1d(WeightMatrix):
     def __call__(self, x: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
         b, n, _ = x.shape
         z = self.product(x)
-        y, new_state = _overlap_add(z.reshape(b, n, 2, -1), state)
+        y, new_state = overlap_add(z.reshape(b, n, 2, -1), state)
         y = y.reshape(b, n * self.stride, self.out_channels)
         if "bias" in self:
             y = y + self.bias
@@ -214,75 +231,5 @@ class DepthwiseUpsample(nn.Module):
     def __call__(self, x: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
         b, n, c = x.shape
         z = x[:, :, None, :] * self.weight
-        y, new_state = _overlap_add(z.reshape(b, n, 2, -1), state)
+        y, new_state = overlap_add(z.reshape(b, n, 2, -1), state)
         return y.reshape(b, n * self.stride, c), new_state
-
-
-class ShortStridedConv1d(WeightMatrix):
-    """A strided conv whose kernel is not longer than its stride plus its left context (JODIO's downsamples).
-
-    Output i reads inputs ``i * stride - context + j`` for taps j < kernel (zeros before the stream's start);
-    the input is a whole number of strides. Weight ``(out, kernel * in)``, taps outermost.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, context: int):
-        super().__init__()
-        if not 0 <= context < kernel_size <= stride + context:
-            raise ValueError(f"need 0 <= context < kernel <= stride + context, got {context}, {kernel_size}, {stride}")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.context = kernel_size, stride, context
-        self.weight = mx.zeros((out_channels, kernel_size * in_channels))
-        self.bias = mx.zeros((out_channels,))
-
-    def initial_state(self, batch_size: int, dtype: mx.Dtype) -> mx.array | None:
-        return mx.zeros((batch_size, self.context, self.in_channels), dtype=dtype) if self.context else None
-
-    def __call__(self, x: mx.array, state: mx.array | None) -> tuple[mx.array, mx.array | None]:
-        steps, s = x.shape[1], self.stride
-        if steps % s:
-            raise ValueError(f"input of {steps} steps is not a multiple of the stride {s}")
-        xp = x if state is None else mx.concatenate([state, x], axis=1)
-        n = steps // s
-        cols = mx.concatenate([xp[:, j : j + (n - 1) * s + 1 : s] for j in range(self.kernel_size)], axis=-1)
-        new_state = None if state is None else xp[:, xp.shape[1] - self.context :]
-        return self.product(cols, self.bias), new_state
-
-
-class ShortConvTranspose1d(WeightMatrix):
-    """A transposed conv with a kernel of at most twice its stride (JODIO's: kernel 3, strides 2..8).
-
-    Input step i writes output steps ``i * stride + j`` for taps j < kernel, and the bias lands on every step,
-    as PyTorch's ``ConvTranspose1d`` computes before its ``padding`` crop (the caller accounts for the crop;
-    see layers/seanet.py's JODIO decoder). Taps past the stride spill into the next step's block: that block
-    is the state (none where kernel <= stride). Weight layout ``(kernel * out, in)``, like ``ConvTranspose1d``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int):
-        super().__init__()
-        if kernel_size > 2 * stride:
-            raise ValueError(f"kernel {kernel_size} is longer than twice the stride {stride}")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = kernel_size, stride
-        self.weight = mx.zeros((kernel_size * out_channels, in_channels))
-        self.bias = mx.zeros((out_channels,))
-
-    @property
-    def overlaps(self) -> bool:
-        return self.kernel_size > self.stride
-
-    def initial_state(self, batch_size: int, dtype: mx.Dtype) -> mx.array | None:
-        if not self.overlaps:
-            return None
-        return mx.zeros((batch_size, 1, self.stride * self.out_channels), dtype=dtype)
-
-    def __call__(self, x: mx.array, state: mx.array | None) -> tuple[mx.array, mx.array | None]:
-        b, n, _ = x.shape
-        s, c = self.stride, self.out_channels
-        z = self.product(x).reshape(b, n, self.kernel_size, c)
-        blocks = 2 if self.overlaps else 1
-        if self.kernel_size < blocks * s:
-            gap = mx.zeros((b, n, blocks * s - self.kernel_size, c), dtype=z.dtype)
-            z = mx.concatenate([z, gap], axis=2)
-        if self.overlaps:
-            z, state = _overlap_add(z.reshape(b, n, 2, s * c), state)
-        return z.reshape(b, n * s, c) + self.bias, state

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 from ..compiled import CompiledLRU
-from ..config import MimiConfig
+from ..config import QuantizerConfig
 from .linear import matmul
 
 
@@ -48,11 +49,11 @@ def nearest_code(x: mx.array, book: mx.array, half_sq_norms: mx.array) -> mx.arr
 
 class ResidualVQ(nn.Module):
     """``n`` codebooks applied in turn to the residual of a 1x1-projected latent (Mimi), or of the latent
-    itself where the config has no projections (``vector_quantization_hidden_dimension`` None: JODIO)."""
+    itself where the config has no projections (``codebook_dim`` None: JODIO)."""
 
-    def __init__(self, config: MimiConfig, num_codebooks: int):
+    def __init__(self, config: QuantizerConfig, num_codebooks: int):
         super().__init__()
-        dim, vq_dim = config.hidden_size, config.vector_quantization_hidden_dimension
+        dim, vq_dim = config.dim, config.codebook_dim
         self.num_codebooks = num_codebooks
         self.codebook_size = config.codebook_size
         if vq_dim is not None:
@@ -111,13 +112,13 @@ class SplitResidualVQ(_CompiledSearch):
     semantic one leaves of the latent instead.
     """
 
-    def __init__(self, config: MimiConfig):
+    def __init__(self, config: QuantizerConfig):
         super().__init__()
-        self.num_semantic = config.num_semantic_quantizers
-        self.num_codebooks = config.num_quantizers
-        self.acoustic_reads_residual = getattr(config, "acoustic_input", "latent") == "residual"
-        self.semantic = ResidualVQ(config, config.num_semantic_quantizers)
-        self.acoustic = ResidualVQ(config, config.num_acoustic_quantizers)
+        self.num_semantic = config.num_semantic
+        self.num_codebooks = config.num_codebooks
+        self.acoustic_reads_residual = config.acoustic_input == "residual"
+        self.semantic = ResidualVQ(config, config.num_semantic)
+        self.acoustic = ResidualVQ(config, config.num_acoustic)
 
     def encode(self, latent: mx.array, num_codebooks: int) -> mx.array:
         """latent (B, F, dim) -> codes (B, F, num_codebooks); semantic codebooks first."""
@@ -147,13 +148,13 @@ class ChainResidualVQ(_CompiledSearch):
     ``bridge`` maps the content stage's output to the teacher's features (training only, mlx_mimi/train.py).
     """
 
-    def __init__(self, config: MimiConfig):
+    def __init__(self, config: QuantizerConfig):
         super().__init__()
-        self.num_codebooks = config.num_quantizers
+        self.num_codebooks = config.num_codebooks
         self.stage_sizes = list(config.chain_stages)
         self.stages = [ResidualVQ(config, n) for n in self.stage_sizes]
         if config.distill_dim is not None:
-            self.bridge = nn.Linear(config.hidden_size, config.distill_dim)
+            self.bridge = nn.Linear(config.dim, config.distill_dim)
 
     def spans(self, num_codebooks: int) -> list[tuple[ResidualVQ, int, int]]:
         """(stage, first code index, codebooks used) for the stages that ``num_codebooks`` codes reach."""
@@ -185,5 +186,16 @@ class ChainResidualVQ(_CompiledSearch):
         return latent
 
 
-def build_quantizer(config: MimiConfig) -> SplitResidualVQ | ChainResidualVQ:
-    return ChainResidualVQ(config) if config.quantizer_topology == "chain" else SplitResidualVQ(config)
+def build_quantizer(config: QuantizerConfig) -> SplitResidualVQ | ChainResidualVQ:
+    return ChainResidualVQ(config) if config.topology == "chain" else SplitResidualVQ(config)
+
+
+CODEBOOK_EPS = 1e-5  # the references' clamp(cluster_usage, min=1e-5)
+
+
+def codebook_arrays(embed_sum: np.ndarray, cluster_usage: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A reference codebook (EMA ``embed_sum`` and ``cluster_usage``) -> the float32 codebook and half its
+    squared norms, as the search needs them: ``embed_sum / clamp(cluster_usage, min=1e-5)``."""
+    usage = np.maximum(cluster_usage.astype(np.float32), CODEBOOK_EPS)
+    book = embed_sum.astype(np.float32) / usage[:, None]
+    return book, 0.5 * (book.astype(np.float64) ** 2).sum(axis=1).astype(np.float32)

@@ -1,30 +1,21 @@
-"""SEANet encoders and decoders: Mimi's (ELU residual blocks, channels doubling at each stride) and JODIO's
-(one SiLU dilated conv per unit at a constant width, kernel-3 strided and transposed convs)."""
+"""Mimi's SEANet encoder and decoder: ELU residual blocks, channels doubling at each stride, causal convs as
+matmuls; offline they run depth first over tiles of a chunk, as the schedule says (``tiled``)."""
 
 from __future__ import annotations
+
+import math
+from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..config import JodioConfig, MimiConfig
-from .activations import elu, elu_halves, silu
-from .conv import CausalConv1d, ConvTranspose1d, ShortConvTranspose1d, ShortStridedConv1d
+from ..config import SEANetConfig
+from ..schedule import Schedule
+from .activations import elu, elu_halves
+from .conv import CausalConv1d, ConvTranspose1d
+from .tiles import in_tiles, tile_steps
 
 State = list
-
-
-class StateRunner:
-    """Calls a stack's stateful layers in order, each with the next entry of the stack's state list, and
-    collects their new states in ``new`` (one entry per layer, the order ``initial_state`` made them in)."""
-
-    def __init__(self, states: list):
-        self._states = iter(states)
-        self.new: list = []
-
-    def __call__(self, layer, h: mx.array, **kw) -> mx.array:
-        h, s = layer(h, next(self._states), **kw)
-        self.new.append(s)
-        return h
 
 
 class ResidualBlock(nn.Module):
@@ -38,13 +29,18 @@ class ResidualBlock(nn.Module):
     def initial_state(self, batch_size: int, dtype: mx.Dtype) -> mx.array | None:
         return self.conv1.initial_state(batch_size, dtype)
 
-    def __call__(self, x: mx.array, state: mx.array | None) -> tuple[mx.array, mx.array | None]:
-        h, state = self.conv1(elu_halves(x), state)
-        h, _ = self.conv2(elu(h), None)
+    def __call__(self, x: mx.array, state: mx.array | None, schedule: Schedule) -> tuple[mx.array, mx.array | None]:
+        h, state = self.conv1(_elu_pieces(x, schedule), state)
+        h, _ = self.conv2(elu(h, schedule.fast_math), None)
         return x + h, state
 
 
-def _residual_blocks(config: MimiConfig, dim: int) -> list[ResidualBlock]:
+def _elu_pieces(x: mx.array, schedule: Schedule) -> list[mx.array]:
+    """ELU in front of a causal conv (which joins the pieces in its state concatenation)."""
+    return elu_halves(x, schedule.fast_math, schedule.split_elementwise)
+
+
+def _residual_blocks(config: SEANetConfig, dim: int) -> list[ResidualBlock]:
     return [
         ResidualBlock(dim, dim // config.compress, config.residual_kernel_size, config.dilation_growth_rate**j)
         for j in range(config.num_residual_layers)
@@ -52,7 +48,7 @@ def _residual_blocks(config: MimiConfig, dim: int) -> list[ResidualBlock]:
 
 
 class EncoderStage(nn.Module):
-    def __init__(self, config: MimiConfig, dim: int, ratio: int):
+    def __init__(self, config: SEANetConfig, dim: int, ratio: int):
         super().__init__()
         self.residuals = _residual_blocks(config, dim)
         self.downsample = CausalConv1d(dim, 2 * dim, 2 * ratio, stride=ratio)
@@ -61,15 +57,13 @@ class EncoderStage(nn.Module):
 class SEANetEncoder(nn.Module):
     """Waveform (B, T, 1) -> (B, T / 960, hidden) at 25 Hz."""
 
-    def __init__(self, config: MimiConfig):
+    def __init__(self, config: SEANetConfig):
         super().__init__()
-        if config.use_conv_shortcut:
-            raise ValueError("use_conv_shortcut=true is not supported (Mimi uses identity skips)")
         nf = config.num_filters
         self.init_conv = CausalConv1d(config.audio_channels, nf, config.kernel_size)
         self.stages = []
         dim = nf
-        for ratio in config.seanet_ratios:
+        for ratio in config.ratios:
             self.stages.append(EncoderStage(config, dim, ratio))
             dim *= 2
         self.final_conv = CausalConv1d(dim, config.hidden_size, config.last_kernel_size)
@@ -101,10 +95,35 @@ class SEANetEncoder(nn.Module):
         per_stage = 1 + len(self.stages[0].residuals)
         return len(self._convs()) - 1 - stages * per_stage
 
+    def tiled(
+        self,
+        pcm: mx.array,
+        state: State,
+        schedule: Schedule,
+        frame_size: int,
+        final: bool = False,
+        valid: mx.array | None = None,
+    ) -> tuple[mx.array, State] | tuple[mx.array, State, mx.array]:
+        """The encoder over a chunk depth first: in low-rate tiles, and within each the high-rate stages in their
+        own smaller tiles, then the last ``schedule.low_rate_stages`` stages once per low-rate tile (each tile's
+        activations are used while they are cached). Offline, each tile is an evaluation point."""
+        low = partial(self._low_rate_tile, schedule=schedule, frame_size=frame_size)
+        size = tile_steps(schedule.low_rate_tile_frames, frame_size)
+        return in_tiles(low, pcm, state, size, final, valid, evaluate=schedule.evaluation_points)
+
+    def _low_rate_tile(self, pcm, state, schedule: Schedule, frame_size: int, final=False, valid=None):
+        tail = self.tail_start(schedule.low_rate_stages)
+        head = partial(self, schedule=schedule, span=(0, tail))
+        size = tile_steps(schedule.seanet_tile_frames, frame_size)
+        out = in_tiles(head, pcm, state, size, final, valid, evaluate=schedule.evaluation_points)
+        valid = out[2] if valid is not None else None
+        return self(out[0], out[1], schedule, final=final, valid=valid, span=(tail, None))
+
     def __call__(
         self,
         x: mx.array,
         state: State,
+        schedule: Schedule,
         final: bool = False,
         valid: mx.array | None = None,
         span: tuple[int, int | None] = (0, None),
@@ -116,19 +135,21 @@ class SEANetEncoder(nn.Module):
         new = list(state)
         start, stop = span
         for i, layer in enumerate(self._convs()[start:stop], start):
-            if layer is self.init_conv or isinstance(layer, ResidualBlock):
+            if layer is self.init_conv:
                 x, new[i] = layer(x, state[i])
+            elif isinstance(layer, ResidualBlock):
+                x, new[i] = layer(x, state[i], schedule)
             elif layer is self.final_conv:
-                x, new[i] = layer(elu_halves(x), state[i])
+                x, new[i] = layer(_elu_pieces(x, schedule), state[i])
             else:  # a stage's downsample
-                x, new[i] = layer(elu_halves(x), state[i], final=final, valid=valid)
+                x, new[i] = layer(_elu_pieces(x, schedule), state[i], final=final, valid=valid)
                 if valid is not None:
                     valid = (valid + layer.stride - 1) // layer.stride
         return (x, new) if valid is None else (x, new, valid)
 
 
 class DecoderStage(nn.Module):
-    def __init__(self, config: MimiConfig, dim: int, ratio: int):
+    def __init__(self, config: SEANetConfig, dim: int, ratio: int):
         super().__init__()
         self.upsample = ConvTranspose1d(dim, dim // 2, ratio)
         self.residuals = _residual_blocks(config, dim // 2)
@@ -137,13 +158,14 @@ class DecoderStage(nn.Module):
 class SEANetDecoder(nn.Module):
     """(B, F, hidden) at 25 Hz -> waveform (B, F * 960, 1)."""
 
-    def __init__(self, config: MimiConfig):
+    def __init__(self, config: SEANetConfig):
         super().__init__()
         nf = config.num_filters
-        dim = nf * 2 ** len(config.upsampling_ratios)
+        dim = nf * 2 ** len(config.ratios)
         self.init_conv = CausalConv1d(config.hidden_size, dim, config.kernel_size)
         self.stages = []
-        for ratio in config.upsampling_ratios:
+        self.ratios = tuple(reversed(config.ratios))  # upsampling strides, latent side first (8, 6, 5, 4)
+        for ratio in self.ratios:
             self.stages.append(DecoderStage(config, dim, ratio))
             dim //= 2
         self.final_conv = CausalConv1d(nf, config.audio_channels, config.last_kernel_size)
@@ -163,149 +185,33 @@ class SEANetDecoder(nn.Module):
         """Index in ``_convs()`` just past the init conv and the first ``stages`` stages."""
         return 1 + stages * (1 + len(self.stages[0].residuals))
 
-    def __call__(self, x: mx.array, state: State, span: tuple[int, int | None] = (0, None)) -> tuple[mx.array, State]:
+    def tiled(self, x: mx.array, state: State, schedule: Schedule, steps_per_frame: int) -> tuple[mx.array, State]:
+        """The decoder over a chunk depth first: in low-rate tiles, each running the first
+        ``schedule.low_rate_stages`` stages once, then the high-rate stages in their own smaller tiles."""
+        low = partial(self._low_rate_tile, schedule=schedule, steps_per_frame=steps_per_frame)
+        return in_tiles(low, x, state, tile_steps(schedule.low_rate_tile_frames, steps_per_frame))
+
+    def _low_rate_tile(self, x, state, schedule: Schedule, steps_per_frame: int):
+        stages = schedule.low_rate_stages
+        head = self.head_end(stages)
+        x, state = self(x, state, schedule, span=(0, head))
+        rate = steps_per_frame * math.prod(self.ratios[:stages])
+        rest = partial(self, schedule=schedule, span=(head, None))
+        return in_tiles(rest, x, state, tile_steps(schedule.seanet_tile_frames, rate))
+
+    def __call__(
+        self, x: mx.array, state: State, schedule: Schedule, span: tuple[int, int | None] = (0, None)
+    ) -> tuple[mx.array, State]:
         """``span``: run only the layers ``_convs()[start:stop]``, as in ``SEANetEncoder``."""
         new = list(state)
         start, stop = span
         for i, layer in enumerate(self._convs()[start:stop], start):
             if isinstance(layer, ConvTranspose1d):
-                x = elu(x)
+                x, new[i] = layer(elu(x, schedule.fast_math), state[i])
+            elif isinstance(layer, ResidualBlock):
+                x, new[i] = layer(x, state[i], schedule)
             elif layer is self.final_conv:
-                x = elu_halves(x)
-            x, new[i] = layer(x, state[i])
+                x, new[i] = layer(_elu_pieces(x, schedule), state[i])
+            else:
+                x, new[i] = layer(x, state[i])
         return x, new
-
-
-# -- JODIO (seed 002's dump) --------------------------------------------------------------------------------
-# Every conv of the dump pads (k - 1) * d on both sides; read causally, the right side is trimmed, which is a
-# left-padded causal conv. Two layers do not fit that reading and are run as a stream *behind* the printed
-# model, with the steps before the printed start held at zero (``zero_before``):
-# - input_proj (padding 1, as printed) sees one sample ahead. It runs as a causal conv one sample late, and
-#   the first downsample reads one step less of left context, which puts the frames back where they belong.
-# - each transposed conv's padding=2 drops the first 2 steps it writes. The decoder keeps them as zeros, so
-#   its output runs ``JodioConfig.decoder_delay`` (2210) samples behind the printed decoder's.
-# Offline and streaming then share one path, and a stream needs whole frames only.
-
-
-def zero_before(x: mx.array, first: mx.array, start: int) -> mx.array:
-    """x (B, T, C) holds stream steps first .. first + T - 1: steps before ``start`` set to zero."""
-    keep = (first + mx.arange(x.shape[1])) >= start
-    return mx.where(keep[None, :, None], x, mx.zeros((1,), dtype=x.dtype))
-
-
-class DilatedUnit(nn.Module):
-    """JODIO's ``Sequential(ParametrizedConv1d, SiLU)``: x + silu(conv(x)), or silu(conv(x)) without the skip."""
-
-    def __init__(self, channels: int, kernel_size: int, dilation: int, residual: bool):
-        super().__init__()
-        self.conv = CausalConv1d(channels, channels, kernel_size, dilation=dilation)
-        self.residual = residual
-
-    def initial_state(self, batch_size: int, dtype: mx.Dtype) -> mx.array:
-        return self.conv.initial_state(batch_size, dtype)
-
-    def __call__(self, x: mx.array, state: mx.array) -> tuple[mx.array, mx.array]:
-        h, state = self.conv(x, state)
-        h = silu(h)
-        return (x + h if self.residual else h), state
-
-
-class JodioEncoderBlock(nn.Module):
-    def __init__(self, config: JodioConfig, stride: int, context: int):
-        super().__init__()
-        c, k = config.channels, config.kernel_size
-        self.units = [DilatedUnit(c, k, d, config.residual) for d in config.dilations]
-        self.downsample = ShortStridedConv1d(c, c, k, stride, context)
-
-
-class JodioEncoder(nn.Module):
-    """Waveform (B, T, 1), T a multiple of the frame size -> (B, T / 1920, channels) at 12.5 Hz."""
-
-    def __init__(self, config: JodioConfig):
-        super().__init__()
-        c, k = config.channels, config.kernel_size
-        self.lookahead = config.input_lookahead
-        self.input_proj = CausalConv1d(1, c, k)
-        self.blocks = [
-            JodioEncoderBlock(config, stride, k - 1 - (self.lookahead if i == 0 else 0))
-            for i, stride in enumerate(config.ratios)
-        ]
-        self.final_conv = ShortStridedConv1d(c, c, k, config.final_stride, k - 1)
-
-    def _convs(self) -> list:
-        out = [self.input_proj]
-        for block in self.blocks:
-            out.extend(block.units)
-            out.append(block.downsample)
-        out.append(self.final_conv)
-        return out
-
-    def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
-        convs = [layer.initial_state(batch_size, dtype) for layer in self._convs()]
-        return {"samples": mx.array(0, dtype=mx.int32), "convs": convs}
-
-    def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
-        first, steps = state["samples"], x.shape[1]
-        run = StateRunner(state["convs"])
-
-        x = run(self.input_proj, x)
-        for i, block in enumerate(self.blocks):
-            for unit in block.units:
-                if i == 0 and self.lookahead:  # the printed model's step -1: its padding, zero
-                    x = zero_before(x, first, self.lookahead)
-                x = run(unit, x)
-            if i == 0 and self.lookahead:
-                x = zero_before(x, first, self.lookahead)
-            x = run(block.downsample, x)
-        x = run(self.final_conv, x)
-        return x, {"samples": first + steps, "convs": run.new}
-
-
-class JodioDecoderBlock(nn.Module):
-    def __init__(self, config: JodioConfig, stride: int):
-        super().__init__()
-        c, k = config.channels, config.kernel_size
-        self.upsample = ShortConvTranspose1d(c, c, k, stride)
-        self.units = [DilatedUnit(c, k, d, config.residual) for d in reversed(config.dilations)]
-
-
-class JodioDecoder(nn.Module):
-    """(B, F, channels) at 12.5 Hz -> waveform (B, F * 1920, 1), ``decoder_delay`` samples behind the printed
-    decoder: output sample n is the printed decoder's sample n - 2210 (zero before it)."""
-
-    def __init__(self, config: JodioConfig):
-        super().__init__()
-        c, k = config.channels, config.kernel_size
-        self.crop = k - 1  # what each transposed conv's padding=2 drops from its start
-        self.initial_upsample = ShortConvTranspose1d(c, c, k, config.final_stride)
-        self.blocks = [JodioDecoderBlock(config, stride) for stride in reversed(config.ratios)]
-        self.final_proj = CausalConv1d(c, 1, k)
-
-    def _convs(self) -> list:
-        out = [self.initial_upsample]
-        for block in self.blocks:
-            out.append(block.upsample)
-            out.extend(block.units)
-        out.append(self.final_proj)
-        return out
-
-    def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
-        convs = [layer.initial_state(batch_size, dtype) for layer in self._convs()]
-        return {"frames": mx.array(0, dtype=mx.int32), "convs": convs}
-
-    def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
-        frames, count = state["frames"], x.shape[1]
-        run = StateRunner(state["convs"])
-
-        # per level: steps per frame and the delay behind the printed model (zeros before it)
-        per_frame = self.initial_upsample.stride
-        delay = self.crop
-        x = zero_before(run(self.initial_upsample, x), frames * per_frame, delay)
-        for block in self.blocks:
-            per_frame *= block.upsample.stride
-            delay = delay * block.upsample.stride + self.crop
-            x = zero_before(run(block.upsample, x), frames * per_frame, delay)
-            for unit in block.units:
-                x = zero_before(run(unit, x), frames * per_frame, delay)
-        x = zero_before(run(self.final_proj, x), frames * per_frame, delay)
-        return x, {"frames": frames + count, "convs": run.new}

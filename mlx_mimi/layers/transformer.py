@@ -16,35 +16,9 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..config import TransformerConfig
-from .activations import fast_math, gelu, masked_softmax, silu
+from ..schedule import Schedule
+from .activations import gelu, masked_softmax, silu
 from .linear import Dense
-
-# Offline chunks (blocks of 64 queries) attend with masked_softmax's faster exp on x86 CPUs; a stream step's
-# few queries keep MLX's attention, where the extra kernels cost about what the exp saves (measured: 33 vs
-# 32.6 ms per encode step, within noise).
-MIN_STEPS_OWN_SOFTMAX = 16
-# On a CPU, offline chunks (256 steps) attend in blocks of this many queries: each block reads only the
-# ``window - 1 + block`` keys its queries can reach, where one product over the whole chunk would compute (and
-# mask) ``context + steps`` scores per query, twice the work at 256 steps. Keys outside a block's reach are
-# masked anyway, so every score and softmax weight is the same: bit-identical to one 64-step call per block
-# here (AMD EPYC). A GPU does the whole chunk in one dispatch (no blocks).
-CPU_ATTENTION_BLOCK = 64
-
-
-def attention_block() -> int | None:
-    """Queries per attention block on this device (None: all of a call's queries at once)."""
-    return CPU_ATTENTION_BLOCK if mx.default_device() == mx.cpu else None
-
-
-def shared_rope() -> bool:
-    """Whether a transformer call computes one RoPE table for all its layers (the CPU) or leaves RoPE to
-    ``mx.fast.rope`` (a GPU, where it is one fused kernel).
-
-    Why: on the CPU, ``mx.fast.rope`` is MLX's composed fallback, which recomputes the angles' cos and sin at
-    every call (16 ops). The same arithmetic with the table made once per call and q and k rotated together
-    is bit-identical and 2.5-4x faster: 0.41 -> 0.10-0.16 ms per layer, 64-step chunk (AMD EPYC).
-    """
-    return mx.default_device() == mx.cpu
 
 
 def rope_table(pos: mx.array, steps: int, head_dim: int, base: float) -> tuple[mx.array, mx.array]:
@@ -64,6 +38,14 @@ def rotate_half(x: mx.array, cos: mx.array, sin: mx.array) -> mx.array:
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return mx.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+def interleaved_to_rotate_half(w, num_heads: int):
+    """Reorder q or k projection rows (out, in) from interleaved RoPE pairs (Kyutai's layout) to rotate-half
+    halves (transformers' layout, which ``Attention`` uses). NumPy or MLX arrays."""
+    out_dim, in_dim = w.shape
+    head_dim = out_dim // num_heads
+    return w.reshape(num_heads, head_dim // 2, 2, in_dim).transpose(0, 2, 1, 3).reshape(out_dim, in_dim)
 
 
 class Attention(nn.Module):
@@ -87,9 +69,10 @@ class Attention(nn.Module):
         values: mx.array,
         pos: mx.array,
         mask: mx.array,
+        schedule: Schedule,
         table: tuple[mx.array, mx.array] | None = None,
     ) -> tuple[mx.array, mx.array, mx.array]:
-        """``table``: the call's ``rope_table`` where ``shared_rope()``; None: ``mx.fast.rope`` at ``pos``."""
+        """``table``: the call's ``rope_table`` (``schedule.shared_rope``); None: ``mx.fast.rope`` at ``pos``."""
         b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
@@ -102,22 +85,23 @@ class Attention(nn.Module):
         context = keys.shape[2]
         keys = mx.concatenate([keys, k], axis=2)
         values = mx.concatenate([values, v], axis=2)
-        block = attention_block()
+        block = schedule.attention_block
         if block is None or n <= block:
-            h = self._attend(q, keys, values, mask)
-        else:  # block i's queries reach keys i .. i + block + context (see CPU_ATTENTION_BLOCK)
+            h = self._attend(q, keys, values, mask, schedule)
+        else:  # block i's queries reach keys i .. i + block + context (schedule.py, attention_block)
             spans = [(i, i + block, i + block + context) for i in range(0, n, block)]
-            h = mx.concatenate(
-                [self._attend(q[:, :, i:j], keys[:, :, i:r], values[:, :, i:r], mask[i:j, i:r]) for i, j, r in spans],
-                axis=2,
-            )
+            parts = [
+                self._attend(q[:, :, i:j], keys[:, :, i:r], values[:, :, i:r], mask[i:j, i:r], schedule)
+                for i, j, r in spans
+            ]
+            h = mx.concatenate(parts, axis=2)
         h = h.transpose(0, 2, 1, 3).reshape(b, n, -1)
         return self.out(h), keys[:, :, -context:], values[:, :, -context:]
 
-    def _attend(self, q: mx.array, keys: mx.array, values: mx.array, mask: mx.array) -> mx.array:
-        if fast_math() and q.shape[2] > MIN_STEPS_OWN_SOFTMAX:
+    def _attend(self, q: mx.array, keys: mx.array, values: mx.array, mask: mx.array, schedule: Schedule) -> mx.array:
+        if schedule.fast_math and q.shape[2] > schedule.min_steps_own_softmax:
             # the same product as MLX's CPU attention (scale q, q k^T, softmax, times v), with a faster exp
-            weights = masked_softmax((q * self.scale) @ keys.swapaxes(-1, -2), mask)
+            weights = masked_softmax((q * self.scale) @ keys.swapaxes(-1, -2), mask, fast=True)
             return weights @ values
         return mx.fast.scaled_dot_product_attention(q, keys, values, scale=self.scale, mask=mask)
 
@@ -127,10 +111,11 @@ class MLP(nn.Module):
         super().__init__()
         self.fc1 = Dense(config.hidden_size, config.intermediate_size)
         self.fc2 = Dense(config.intermediate_size, config.hidden_size)
-        self.activation = gelu if config.activation == "gelu" else silu
+        self.gelu = config.activation == "gelu"
 
-    def __call__(self, x: mx.array) -> mx.array:
-        return self.fc2(self.activation(self.fc1(x)))
+    def __call__(self, x: mx.array, fast: bool = False) -> mx.array:
+        h = self.fc1(x)
+        return self.fc2(gelu(h, fast) if self.gelu else silu(h))
 
 
 def norm_layer(config: TransformerConfig) -> nn.Module:
@@ -151,10 +136,10 @@ class TransformerLayer(nn.Module):
             self.attn_scale = mx.full((d,), config.layer_scale)
             self.mlp_scale = mx.full((d,), config.layer_scale)
 
-    def __call__(self, x, keys, values, pos, mask, table=None):
-        h, keys, values = self.attn(self.attn_norm(x), keys, values, pos, mask, table)
+    def __call__(self, x, keys, values, pos, mask, schedule: Schedule, table=None):
+        h, keys, values = self.attn(self.attn_norm(x), keys, values, pos, mask, schedule, table)
         x = x + (self.attn_scale * h if "attn_scale" in self else h)
-        h = self.mlp(self.mlp_norm(x))
+        h = self.mlp(self.mlp_norm(x), schedule.fast_math)
         x = x + (self.mlp_scale * h if "mlp_scale" in self else h)
         return x, keys, values
 
@@ -193,15 +178,15 @@ class Transformer(nn.Module):
             "values": [mx.zeros(shape, dtype=dtype) for _ in self.layers],
         }
 
-    def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
+    def __call__(self, x: mx.array, state: dict, schedule: Schedule) -> tuple[mx.array, dict]:
         pos = state["pos"]
         mask = window_mask(pos, x.shape[1], self.context)
         table = None
-        if self._rope and shared_rope():
+        if self._rope and schedule.shared_rope:
             table = rope_table(pos, x.shape[1], self._head_dim, self._rope_theta)
         new_keys, new_values = [], []
         for layer, k, v in zip(self.layers, state["keys"], state["values"], strict=True):
-            x, k, v = layer(x, k, v, pos, mask, table)
+            x, k, v = layer(x, k, v, pos, mask, schedule, table)
             new_keys.append(k)
             new_values.append(v)
         if "norm" in self:

@@ -1,0 +1,5 @@
+"""``python -m mlx_mimi.cli``: the same as the ``mimi`` script."""
+
+from . import main
+
+main()
