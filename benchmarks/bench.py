@@ -7,6 +7,7 @@
     python benchmarks/bench.py --anchor-python .venv-anchors/bin/python   # + moshi_mlx and rustymimi
     python benchmarks/bench.py --stream-minutes 60  # + RSS after 1 min vs 60 min of streaming
     python benchmarks/bench.py --rounds 3           # every implementation 3 times, interleaved (noisy machines)
+    python benchmarks/bench.py --also-checkout ../base  # + mlx-mimi from another checkout (before/after a change)
 
 The driver builds random non-degenerate weights once (tests/reference.py: the Hugging Face layout, Kyutai's
 original file, and mlx-mimi's converted layout) and an espeak-ng speech clip, then runs one worker process per
@@ -418,6 +419,11 @@ def main() -> None:
         " SEANets float), q8-all, q4-all; the torch references stay float32",
     )
     ap.add_argument("--anchor-python", default=None, help="python of a venv with moshi_mlx and rustymimi")
+    ap.add_argument(
+        "--also-checkout",
+        default=None,
+        help="another mlx-mimi checkout (a folder holding mlx_mimi/), measured in the same rounds as 'mlx-mimi @ it'",
+    )
     ap.add_argument("--stream-minutes", type=float, default=0, help="also: mlx-mimi RSS after N minutes streamed")
     ap.add_argument("--memory-only", action="store_true", help="only the --stream-minutes measurement")
     ap.add_argument("--no-blas-compare", action="store_true", help="skip mlx-mimi with the bundled BLAS")
@@ -456,6 +462,12 @@ def main() -> None:
                 title = impl if variant == "float32" else f"{impl} {variant}"
                 extra = ["--seconds", seconds] + (["--dtype", variant] if impl == "mlx-mimi" else [])
                 plan.append(("main", py_worker(impl, title, "offline,stream", extra)))
+        if args.also_checkout and "mlx-mimi" in only:
+            other = Path(args.also_checkout).resolve()
+            other_env = {**env, "PYTHONPATH": str(other)}
+            extra = ["--seconds", seconds, "--dtype", "float32", "--label-suffix", f"@ {other.name}"]
+            title = f"mlx-mimi @ {other.name}"
+            plan.append(("main", py_worker("mlx-mimi", title, "offline,stream", extra, worker_env=other_env)))
         for impl in ANCHORS:
             if impl not in only:
                 continue

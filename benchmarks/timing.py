@@ -77,6 +77,7 @@ def worker_parser(impls: tuple[str, ...]):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--frames", type=int, default=200, help="streaming steps timed per configuration")
     ap.add_argument("--batches", default="1,8", help="streaming batch sizes, comma list")
+    ap.add_argument("--label-suffix", default="", help="appended to the row label (another checkout, say)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--parts", default="offline,stream", help="comma list of: offline, stream, load, memory")

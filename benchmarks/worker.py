@@ -52,6 +52,7 @@ def run_mlx_mimi(args, weights: Path) -> dict:
 
     parts = set(args.parts.split(","))
     label = "mlx-mimi" if args.dtype == "float32" else f"mlx-mimi {args.dtype}"
+    label = f"{label} {args.label_suffix}".strip()
     result = new_result("mlx-mimi", label, args, {"mlx": mx.__version__, "mlx-mimi": mlx_mimi.__version__})
     layouts = {
         "HF layout": weights / "hf",
