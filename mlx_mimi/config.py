@@ -86,8 +86,8 @@ class QuantizerConfig:
     num_semantic: int
     topology: str = "split"
     chain_stages: tuple[int, ...] | None = None
+    chain_projections: tuple[bool, ...] | None = None  # per chain stage: 1x1 projections around its codebooks?
     acoustic_input: str = "latent"
-    distill_dim: int | None = None
 
     @property
     def num_acoustic(self) -> int:
@@ -146,7 +146,11 @@ class MimiConfig(CodecConfig):
     # before it leave of the latent; decoding sums every stage's output.
     quantizer_topology: str = "split"
     chain_stages: list[int] | None = None
-    # The chain's distillation bridge: content stage output -> teacher features of this width (training).
+    # Per chain stage, whether its codebooks live in a 1x1-projected space (vector_quantization_hidden_dimension)
+    # or on the latent itself. None: every stage projected (folders written before the content head followed
+    # seed 003's VectorQuantize(dim=512), which has no projection). The 9-codebook variant: [false, true, true].
+    chain_projections: list[bool] | None = None
+    # Written by mlx-mimi before the distillation bridges moved to the training checkpoints: read and ignored.
     distill_dim: int | None = None
 
     def __post_init__(self) -> None:
@@ -249,8 +253,8 @@ class MimiConfig(CodecConfig):
         if self.quantizer_topology not in ("split", "chain"):
             raise ConfigError(f"quantizer_topology must be 'split' or 'chain', got {self.quantizer_topology!r}")
         if self.quantizer_topology == "split":
-            if self.chain_stages is not None or self.distill_dim is not None:
-                raise ConfigError("chain_stages and distill_dim apply to quantizer_topology 'chain' only")
+            if self.chain_stages is not None or self.chain_projections is not None:
+                raise ConfigError("chain_stages and chain_projections apply to quantizer_topology 'chain' only")
             return
         stages = self.chain_stages
         if not stages or any(n < 1 for n in stages) or sum(stages) != self.num_quantizers:
@@ -263,8 +267,11 @@ class MimiConfig(CodecConfig):
                 f"num_semantic_quantizers ({self.num_semantic_quantizers}) must equal the first chain stage "
                 f"({stages[0]}): it is the fewest codebooks a code frame can have"
             )
-        if self.distill_dim is not None and self.distill_dim < 1:
-            raise ConfigError(f"config field 'distill_dim' must be >= 1, got {self.distill_dim!r}")
+        if self.chain_projections is not None and len(self.chain_projections) != len(stages):
+            raise ConfigError(
+                f"chain_projections must give one true/false per chain stage ({len(stages)}), "
+                f"got {self.chain_projections!r}"
+            )
 
     # -- (de)serialisation ------------------------------------------------------------------------------
     @classmethod
@@ -305,7 +312,7 @@ class MimiConfig(CodecConfig):
             num_semantic=self.num_semantic_quantizers,
             topology=self.quantizer_topology,
             chain_stages=tuple(self.chain_stages) if self.chain_stages else None,
-            distill_dim=self.distill_dim,
+            chain_projections=tuple(self.chain_projections) if self.chain_projections else None,
         )
 
     @property

@@ -52,7 +52,10 @@ def _seanet_modules(config: MimiConfig, layout: str) -> dict[str, tuple[str, str
 
 
 def upgrade_converted(arrays: dict, config: MimiConfig, version: str) -> dict:
-    """Converted files of an older format version -> the current layout (version 1 kept MLX conv order)."""
+    """Converted files of an older format version -> the current layout (version 1 kept MLX conv order). The
+    9-codebook variant's distillation bridge, which older folders hold in the quantizer, is dropped: it lives in the
+    training checkpoint now (train.py)."""
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("quantizer.bridge.")}
     if version == FORMAT_VERSION:
         return arrays
     if version != "1":

@@ -87,11 +87,17 @@ class Mimi(Codec):
         c = self.config
         if c.quantizer_topology == "chain":
             stages = ", ".join(f"{name} {n}" for name, n in zip(STAGE_NAMES, c.chain_stages, strict=False))
-            wiring = f"in a chain: {stages}; distillation bridge to {c.distill_dim}-d teacher features"
+            projected = c.chain_projections or [True] * len(c.chain_stages)
+            spaces = ", ".join(
+                f"{name} {c.codebook_dim if p else c.hidden_size}-d"
+                for name, p in zip(STAGE_NAMES, projected, strict=False)
+            )
+            wiring = f"in a chain: {stages}; codebooks {spaces}"
         else:
             wiring = f"{c.num_semantic_quantizers} semantic + {c.num_acoustic_quantizers} acoustic, split"
         return [
-            f"codebooks: {c.num_quantizers} ({wiring}) x {c.codebook_size} entries, {c.codebook_dim}-d",
+            f"codebooks: {c.num_quantizers} ({wiring}) x {c.codebook_size} entries"
+            + ("" if c.quantizer_topology == "chain" else f", {c.codebook_dim}-d"),
             f"encoder: SEANet strides {c.seanet_ratios}, transformer {c.num_hidden_layers} layers d={c.hidden_size} "
             f"{c.num_attention_heads} heads, window {c.sliding_window} steps at {c.encoder_rate:g} Hz",
         ]

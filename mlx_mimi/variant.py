@@ -4,15 +4,16 @@ The variant is a configuration, not a fork: the same encoder, transformers and d
 topology "chain" (config ``quantizer_topology``/``chain_stages``, layers/quantizer.py) whose stages each
 quantize what the stages before them leave of the latent:
 
-    content  (1 codebook)   fresh, with its own 512 -> 256 -> 512 projections (seeded)
+    content  (1 codebook)   fresh: a 2048 x 512 codebook on the latent itself, no projection (seeded)
     prosody  (1 codebook)   Mimi's semantic codebook 0 with Mimi's semantic projections
     acoustic (7 codebooks)  Mimi's acoustic codebooks 1-7 with Mimi's acoustic projections
 
-The seed's own module omits Mimi's projections (its heads quantize 512-d vectors); Mimi's codebooks live in
-256-d projected spaces, so each transplanted codebook keeps the projections it was trained in, and the
-content head gets a fresh pair. Decoding with q codebooks sums the outputs of the stages those codes reach
-(the seed's ``q_total = q_c + q_p + q_a``, truncated like Mimi's RVQ). ``bridge`` (512 -> ``distill_dim``)
-maps the content output to the teacher's features for training (mlx_mimi/train.py).
+The content head is the seed's ``VectorQuantize(dim=512, codebook_size=2048)``: with the library's defaults
+(codebook_dim = dim) it has no projection. The seed writes the other heads the same way, but Mimi's codebooks live
+in 256-d projected spaces, so each transplanted codebook keeps the projections it was trained in.
+``content_projection=True`` gives the content head a fresh 512 -> 256 -> 512 pair instead (the earlier reading).
+Decoding with q codebooks sums the outputs of the stages those codes reach (the seed's ``q_total = q_c + q_p +
+q_a``, truncated like Mimi's RVQ). The distillation bridges belong to training (mlx_mimi/train.py).
 """
 
 from __future__ import annotations
@@ -39,16 +40,17 @@ def nine_codebooks(
     seed: int = 0,
     content_init: str = "random",
     latents: mx.array | np.ndarray | None = None,
-    distill_dim: int = 1536,
     kmeans_iters: int = 10,
+    content_projection: bool = False,
 ) -> Mimi:
     """Surgery per seed 003's table: a new model whose quantizer is the content -> prosody -> acoustic chain.
 
-    ``content_init``: "random" draws the content codebook as the seed's library does (kaiming-uniform, entries
-    of size ~3e-3: at first the content stage takes almost nothing, and the variant codes like Mimi's first 8
-    codebooks), or "kmeans" runs ``kmeans_iters`` Lloyd iterations on ``latents`` ((N, 512) quantizer inputs,
-    e.g. ``mimi.encode_latent(pcm)`` of audio the user gives, at least one frame per codebook entry) as seen
-    through the content projection. Everything random comes from ``seed``.
+    ``content_init``: "random" draws the content codebook as the seed's library does (kaiming-uniform over the
+    (1, 2048, dim) tensor: entries of size ~1e-3, so at first the content stage takes almost nothing), or "kmeans"
+    runs ``kmeans_iters`` Lloyd iterations on ``latents`` ((N, 512) quantizer inputs, e.g.
+    ``mimi.encode_latent(pcm)`` of audio the user gives, at least one frame per codebook entry), as the content head
+    sees them. ``content_projection``: the content head's codebook in a fresh 256-d projected space (default: on
+    the latent, as the seed writes it). Everything random comes from ``seed``.
     """
     config = mimi.config
     if config.quantizer_topology != "split":
@@ -62,15 +64,14 @@ def nine_codebooks(
         )
     if content_init not in CONTENT_INITS:
         raise MimiError(f"content_init must be one of {', '.join(CONTENT_INITS)}, got {content_init!r}")
-    if isinstance(distill_dim, bool) or not isinstance(distill_dim, int) or distill_dim < 1:
-        raise MimiError(f"distill_dim must be a positive int, got {distill_dim!r}")
     new_config = dataclasses.replace(
         config,
         num_quantizers=sum(NINE_CODEBOOKS),
         num_semantic_quantizers=NINE_CODEBOOKS[0],
         quantizer_topology="chain",
         chain_stages=list(NINE_CODEBOOKS),
-        distill_dim=distill_dim,
+        chain_projections=[bool(content_projection), True, True],
+        distill_dim=None,
     )
     variant = Mimi(new_config, dtype=mimi.dtype)
     weights = {k: v for k, v in tree_flatten(mimi.parameters()) if not k.startswith("quantizer.")}
@@ -81,7 +82,7 @@ def nine_codebooks(
         weights[f"quantizer.stages.{stage}.output_proj"] = rvq.output_proj
         weights[f"quantizer.stages.{stage}.codebooks"] = rvq.codebooks[first : first + n]
         weights[f"quantizer.stages.{stage}.half_sq_norms"] = rvq.half_sq_norms[first : first + n]
-    weights.update(_fresh_content(new_config, seed, content_init, latents, kmeans_iters))
+    weights.update(_fresh_content(new_config, seed, content_init, latents, kmeans_iters, content_projection))
     load_into(variant, weights)
     variant.source = {**getattr(mimi, "source", {}), "variant": "nine-codebooks"}
     return variant
@@ -91,27 +92,30 @@ def _uniform(key: mx.array, shape: tuple[int, ...], bound: float) -> mx.array:
     return mx.random.uniform(-bound, bound, shape, key=key)
 
 
-def _fresh_content(config, seed: int, content_init: str, latents, kmeans_iters: int) -> dict[str, mx.array]:
-    """Content stage projections (PyTorch nn.Linear's init), codebook, and the bridge, all from ``seed``."""
-    dim, vq_dim, size = config.hidden_size, config.vector_quantization_hidden_dimension, config.codebook_size
-    keys = mx.random.split(mx.random.key(seed), 6)
-    input_proj = _uniform(keys[0], (vq_dim, dim), 1 / math.sqrt(dim))
-    output_proj = _uniform(keys[1], (dim, vq_dim), 1 / math.sqrt(vq_dim))
+def _fresh_content(
+    config, seed: int, content_init: str, latents, kmeans_iters: int, projected: bool
+) -> dict[str, mx.array]:
+    """The content head's codebook (and, ``projected``, its projections with PyTorch nn.Linear's init), from
+    ``seed``."""
+    dim, size = config.hidden_size, config.codebook_size
+    book_dim = config.vector_quantization_hidden_dimension if projected else dim
+    keys = mx.random.split(mx.random.key(seed), 4)
+    out = {}
+    if projected:
+        out["quantizer.stages.0.input_proj"] = _uniform(keys[0], (book_dim, dim), 1 / math.sqrt(dim))
+        out["quantizer.stages.0.output_proj"] = _uniform(keys[1], (dim, book_dim), 1 / math.sqrt(book_dim))
     if content_init == "random":
-        # vector_quantize_pytorch: kaiming_uniform_ on a (1, size, vq_dim) tensor, fan_in = size * vq_dim
-        book = _uniform(keys[2], (size, vq_dim), math.sqrt(6 / (size * vq_dim)))
+        # vector_quantize_pytorch: kaiming_uniform_ on a (1, size, book_dim) tensor, fan_in = size * book_dim
+        book = _uniform(keys[2], (size, book_dim), math.sqrt(6 / (size * book_dim)))
     else:
         if latents is None:
             raise MimiError("content_init='kmeans' needs latents (the quantizer inputs of some audio)")
-        book = kmeans(mx.array(latents).reshape(-1, dim).astype(mx.float32) @ input_proj.T, size, kmeans_iters, keys[3])
-    out = {
-        "quantizer.stages.0.input_proj": input_proj,
-        "quantizer.stages.0.output_proj": output_proj,
-        "quantizer.stages.0.codebooks": book[None],
-        "quantizer.stages.0.half_sq_norms": half_sq_norms(book)[None],
-        "quantizer.bridge.weight": _uniform(keys[4], (config.distill_dim, dim), 1 / math.sqrt(dim)),
-        "quantizer.bridge.bias": _uniform(keys[5], (config.distill_dim,), 1 / math.sqrt(dim)),
-    }
+        seen = mx.array(latents).reshape(-1, dim).astype(mx.float32)
+        if projected:
+            seen = seen @ out["quantizer.stages.0.input_proj"].T
+        book = kmeans(seen, size, kmeans_iters, keys[3])
+    out["quantizer.stages.0.codebooks"] = book[None]
+    out["quantizer.stages.0.half_sq_norms"] = half_sq_norms(book)[None]
     return out
 
 

@@ -93,23 +93,24 @@ def test_objects_cross_threads(model_folder, speech_long):
 @pytest.mark.parametrize("seconds, batch", [(10, 2), (10, 4), (10, 8), (60, 2)])
 def test_batched_equals_single(model, speech_minute, monkeypatch, seconds, batch):
     """A clip batched with others of its length gets its own codes and audio: bit-identical on the CPU backend
-    (per-clip matmul shapes), near-ties only elsewhere. Chunks of 4 frames make every clip of the batch share one
-    pass (at most ``frames_per_pass`` clip-frames per chunk), which the test checks it did."""
-    chunk = 4
+    (per-clip matmul shapes), near-ties only elsewhere. The CPU schedule with passes of ``batch`` clips (the CPU
+    default runs one 128-frame clip per pass): every clip of the batch shares one pass, which the test checks."""
+    schedule = dataclasses.replace(mlx_mimi.cpu_schedule(), chunk_frames=32, frames_per_pass=32 * batch)
+    monkeypatch.setattr(model, "schedule", schedule)
     passes = []
     run_encoder = model._run_encoder
     monkeypatch.setattr(
         model, "_run_encoder", lambda pcm, *a, **k: passes.append(pcm.shape[0]) or run_encoder(pcm, *a, **k)
     )
     pcm = clips(speech_minute, batch, seconds)
-    single = np.concatenate([np.array(model.encode(p, chunk_frames=chunk)) for p in pcm])
+    single = np.concatenate([np.array(model.encode(p)) for p in pcm])
     passes.clear()
-    batched = np.array(model.encode(pcm, chunk_frames=chunk))
+    batched = np.array(model.encode(pcm))
     assert passes == [batch], passes  # one pass of the whole batch: it really was batched
     assert_contract(model, pcm, batched, single, f"{seconds} s, B={batch}: batched vs single", rates=seconds >= 60)
     codes = single[:, :8, :40]
-    audio_single = np.concatenate([np.array(model.decode(c[None], chunk_frames=chunk)) for c in codes])
-    audio_batched = np.array(model.decode(codes, chunk_frames=chunk))
+    audio_single = np.concatenate([np.array(model.decode(c[None])) for c in codes])
+    audio_batched = np.array(model.decode(codes))
     assert_audio_contract(audio_batched, audio_single, f"B={batch} decode batched vs single")
     if CPU_BACKEND:
         np.testing.assert_array_equal(batched, single)

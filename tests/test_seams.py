@@ -103,9 +103,9 @@ def test_train_then_encode(model, speech_long, tmp_path):
     before, _ = _both(variant, pcm, 9)
     latent = np.array(variant.encode_latent(speech_long[: 20 * 24_000]))
     rng = np.random.default_rng(0)
-    teacher = rng.standard_normal((1, latent.shape[1], variant.config.distill_dim)).astype(np.float32)
+    teacher = rng.standard_normal((1, latent.shape[1], 32)).astype(np.float32)
     batches = iter(lambda: {"latent": latent, "teacher": teacher}, None)
-    mlx_mimi.train_heads(variant, batches, steps=3, lr=1e-3, checkpoint_dir=tmp_path / "run")
+    mlx_mimi.train_heads(variant, batches, steps=3, distill_dim=32, checkpoint_dir=tmp_path / "run")
     after, after_stream = _both(variant, pcm, 9)
 
     fresh = mlx_mimi.load(tmp_path / "run" / (tmp_path / "run" / "latest").read_text().strip())

@@ -17,7 +17,7 @@ from contract import assert_audio_contract, assert_contract
 import mlx_mimi
 from mlx_mimi import MimiError
 from mlx_mimi.codes import load_codes
-from mlx_mimi.train import align_teacher, latest_checkpoint, train_heads
+from mlx_mimi.train import TrainSettings, align_teacher, latest_checkpoint, train_heads
 from mlx_mimi.variant import nine_codebooks
 
 SR = 24_000
@@ -25,7 +25,7 @@ SR = 24_000
 
 @pytest.fixture(scope="module")
 def variant(model):
-    return nine_codebooks(model, seed=0, distill_dim=64)
+    return nine_codebooks(model, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,9 @@ def test_surgery_follows_the_seed_table(model, variant):
     q, mimi_q = variant.quantizer, model.quantizer
     assert variant.config.quantizer_topology == "chain" and variant.config.chain_stages == [1, 1, 7]
     assert variant.num_codebooks == 9
+    # head 0 is seed 003's VectorQuantize(dim=512, codebook_size=2048): a 512-d codebook on the latent, no projection
+    assert variant.config.chain_projections == [False, True, True]
+    assert "input_proj" not in q.stages[0] and q.stages[0].codebooks.shape == (1, 2048, 512)
     # head 1 = Mimi codebook 0 with the semantic projections; heads 2-8 = Mimi codebooks 1-7 with the acoustic ones
     np.testing.assert_array_equal(np.array(q.stages[1].codebooks), np.array(mimi_q.semantic.codebooks[:1]))
     np.testing.assert_array_equal(np.array(q.stages[1].input_proj), np.array(mimi_q.semantic.input_proj))
@@ -50,11 +53,14 @@ def test_surgery_follows_the_seed_table(model, variant):
     for name in ("encoder.init_conv.weight", "encoder_transformer.layers.0.mlp.fc1.weight", "decoder.final_conv.bias"):
         a, b = (dict(mlx_mimi_flat(m))[name] for m in (variant, model))
         np.testing.assert_array_equal(np.array(a), np.array(b))
-    # head 0 is fresh and seeded
-    again = nine_codebooks(model, seed=0, distill_dim=64)
-    other = nine_codebooks(model, seed=1, distill_dim=64)
+    # head 0 is fresh and seeded; the projected reading stays selectable
+    again = nine_codebooks(model, seed=0)
+    other = nine_codebooks(model, seed=1)
     np.testing.assert_array_equal(np.array(again.quantizer.stages[0].codebooks), np.array(q.stages[0].codebooks))
-    assert not np.array_equal(np.array(other.quantizer.stages[0].input_proj), np.array(q.stages[0].input_proj))
+    assert not np.array_equal(np.array(other.quantizer.stages[0].codebooks), np.array(q.stages[0].codebooks))
+    projected = nine_codebooks(model, seed=0, content_projection=True)
+    assert projected.config.chain_projections == [True, True, True]
+    assert projected.quantizer.stages[0].input_proj.shape == (256, 512)
 
 
 def mlx_mimi_flat(model):
@@ -82,16 +88,20 @@ def test_kmeans_init_covers_the_latents(model, latent):
 
 
 def _seed_quantizer(variant):
-    """Seed 003's CausalBridgeQuantizer, as written there, with Mimi's 256-d projections (codebook_dim=256),
-    loaded with the variant's weights (the projections have no bias in Mimi: zero)."""
+    """Seed 003's CausalBridgeQuantizer, as written there: the content head is ``VectorQuantize(dim=512,
+    codebook_size=2048)`` with the library's defaults (no projection, unless the variant was built with
+    ``content_projection``); the transplanted heads carry Mimi's 256-d projections (codebook_dim=256). Loaded with
+    the variant's weights (Mimi's projections have no bias: zero)."""
     import torch
     from torch import nn
     from vector_quantize_pytorch import ResidualVQ, VectorQuantize
 
+    content_dim = 256 if "input_proj" in variant.quantizer.stages[0] else None
+
     class CausalBridgeQuantizer(nn.Module):
         def __init__(self, codec_dim=512, qwen_dim=64, wavlm_dim=1024, codebook_dim=256):
             super().__init__()
-            self.head_content = VectorQuantize(dim=codec_dim, codebook_size=2048, codebook_dim=codebook_dim)
+            self.head_content = VectorQuantize(dim=codec_dim, codebook_size=2048, codebook_dim=content_dim)
             self.head_prosody = VectorQuantize(dim=codec_dim, codebook_size=2048, codebook_dim=codebook_dim)
             self.acoustic_residual = ResidualVQ(
                 dim=codec_dim, num_quantizers=7, codebook_size=2048, codebook_dim=codebook_dim
@@ -118,11 +128,14 @@ def _seed_quantizer(variant):
 
     with torch.no_grad():
         for vq, stage in ((seed.head_content, stages[0]), (seed.head_prosody, stages[1])):
+            vq._codebook.embed.copy_(t(stage.codebooks))
+            if "input_proj" not in stage:
+                assert isinstance(vq.project_in, nn.Identity)  # the library's default: no projection
+                continue
             vq.project_in.weight.copy_(t(stage.input_proj))
             vq.project_in.bias.zero_()
             vq.project_out.weight.copy_(t(stage.output_proj))
             vq.project_out.bias.zero_()
-            vq._codebook.embed.copy_(t(stage.codebooks))
         rvq = seed.acoustic_residual
         rvq.project_in.weight.copy_(t(stages[2].input_proj))
         rvq.project_in.bias.zero_()
@@ -133,17 +146,21 @@ def _seed_quantizer(variant):
     return seed
 
 
-def test_parity_with_the_seed_module(variant, pcm, latent):
+@pytest.mark.parametrize("content_projection", [False, True])
+def test_parity_with_the_seed_module(model, variant, pcm, latent, content_projection):
     require("torch", "vector_quantize_pytorch")
     import torch
 
+    if content_projection:
+        variant = nine_codebooks(model, seed=0, content_projection=True)
     seed = _seed_quantizer(variant)
     with torch.no_grad():
         q_total, idx = seed(torch.tensor(latent))
     theirs = idx.numpy().transpose(0, 2, 1)  # (B, 9, F)
     ours = np.array(variant.encode(pcm))
     assert ours.shape == theirs.shape == (1, 9, latent.shape[1])
-    result = assert_contract(variant, pcm, ours, theirs, "9-codebook encode vs the seed's module", latent=latent)
+    label = f"9-codebook encode vs the seed's module (content projection {content_projection})"
+    result = assert_contract(variant, pcm, ours, theirs, label, latent=latent)
     assert result.identical >= 0.99
     used = [len(np.unique(ours[0, k])) for k in range(9)]
     print(f"distinct codes per codebook on 20 s: {used}")
@@ -186,12 +203,13 @@ def test_cli_builds_encodes_and_decodes(converted_folder, tmp_path, pcm):
     out = tmp_path / "mimi9"
     run = [sys.executable, "-m", "mlx_mimi.cli"]
     p = subprocess.run(
-        [*run, "variant", "nine-codebooks", str(converted_folder), "-o", str(out), "--distill-dim", "64"],
+        [*run, "variant", "nine-codebooks", str(converted_folder), "-o", str(out)],
         capture_output=True,
         text=True,
     )
     assert p.returncode == 0, p.stderr
-    assert json.loads((out / "config.json").read_text())["quantizer_topology"] == "chain"
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantizer_topology"] == "chain" and config["chain_projections"] == [False, True, True]
     wav = tmp_path / "talk.wav"
     sf.write(wav, pcm[: 5 * SR], SR, subtype="FLOAT")
     p = subprocess.run([*run, "encode", str(wav), "--model", str(out)], capture_output=True, text=True)
@@ -250,20 +268,37 @@ def _synthetic_batches(latent, dim, seed=0, batch=4, window=40):
         yield {"latent": np.stack(lat), "teacher": t, "durations": dur}
 
 
-def test_training_lowers_the_loss_and_grows_usage(model, latent, tmp_path):
-    variant = nine_codebooks(model, seed=0, distill_dim=64)
+def test_the_defaults_are_the_seeds():
+    """Seed 003: AdamW (0.8, 0.99); 1e-4 for heads 0/1, 1e-5 for heads 2-8, all of them trained; its losses only
+    (the heads' commitment losses discarded); qwen 1536-d, WavLM 1024-d."""
+    s = TrainSettings(steps=1)
+    assert s.betas == (0.8, 0.99) and (s.content_lr, s.prosody_lr, s.acoustic_lr) == (1e-4, 1e-4, 1e-5)
+    assert s.heads == ("content", "prosody", "acoustic") and s.commitment_weight == 0.0
+    assert (s.distill_dim, s.wavlm_dim, s.accumulate) == (1536, 1024, 1)
+    with pytest.raises(MimiError, match="heads must be among"):
+        TrainSettings(steps=1, heads=("timbre",))
+    with pytest.raises(MimiError, match="acoustic_lr must be a positive number"):
+        TrainSettings(steps=1, acoustic_lr=0)
+
+
+def test_training_with_the_seeds_defaults(model, latent, tmp_path):
+    """Every head trains at the seed's rates: the distillation loss falls, the content head's usage grows, the
+    prosody and acoustic heads' codebooks move by EMA; the checkpoint reloads to the same codes and bridges."""
+    variant = nine_codebooks(model, seed=0)
     before = np.unique(np.array(variant.quantizer.encode(mx.array(latent), 1))).size
+    acoustic_before = np.array(variant.quantizer.stages[2].codebooks)
     log = []
     train_heads(
         variant,
         _synthetic_batches(latent, 64),
         steps=40,
-        lr=1e-3,
+        distill_dim=64,
+        bridge_lr=1e-3,
         checkpoint_dir=tmp_path / "ckpt",
         checkpoint_every=20,
         log=log.append,
     )
-    for e in log[::5]:
+    for e in log[::5] + log[-1:]:
         print(
             f"step {e.step}: loss {e.loss:.4f} distill {e.distill:.4f} commitment {e.commitment:.4f} "
             f"codes used {e.codes_used} alive {e.alive} replaced {e.replaced}"
@@ -273,33 +308,111 @@ def test_training_lowers_the_loss_and_grows_usage(model, latent, tmp_path):
     print(f"distill {first:.4f} -> {last:.4f}; content codes used on 20 s: {before} -> {after}")
     assert last < 0.8 * first
     assert after > before
-    # the trained head round-trips through a checkpoint: the folder loads as a model with the same codes
+    assert not np.array_equal(np.array(variant.quantizer.stages[2].codebooks), acoustic_before)
     checkpoint = latest_checkpoint(tmp_path / "ckpt")
     assert checkpoint.name == "step-000040"
     loaded = mlx_mimi.load(checkpoint)
     np.testing.assert_array_equal(
         np.array(loaded.quantizer.encode(mx.array(latent), 9)), np.array(variant.quantizer.encode(mx.array(latent), 9))
     )
-    np.testing.assert_array_equal(np.array(loaded.quantizer.bridge.weight), np.array(variant.quantizer.bridge.weight))
+    state = mx.load(str(checkpoint / "training.safetensors"))
+    assert state["bridge.qwen.weight"].shape == (64, 512) and state["bridge.wavlm.weight"].shape == (1024, 512)
+
+
+def _arrays(variant, trainer_state) -> dict[str, np.ndarray]:
+    out = {f"q.{k}": np.array(v) for k, v in mlx_mimi_flat(variant) if k.startswith("quantizer.")}
+    out.update({k: np.array(v) for k, v in trainer_state.items() if not k.startswith("rng")})
+    return out
+
+
+def test_accumulated_micro_batches_equal_one_batch(model, latent):
+    """N micro-batches of batch 1 accumulated = one step of batch N: the same losses, updated projections, bridges,
+    optimizer state, codebooks and EMA statistics (within float rounding), with loss B and commitment on."""
+    from mlx_mimi.train import HeadTrainer
+
+    batch = next(_synthetic_batches(latent, 32, seed=4, batch=4, window=30))
+    rng = np.random.default_rng(1)
+    batch["wavlm"] = rng.standard_normal((4, 30, 16)).astype(np.float32)
+    settings = dict(distill_dim=32, wavlm_dim=16, commitment_weight=0.5, prosody_lr=1e-3, acoustic_lr=1e-3)
+    runs = {}
+    for accumulate in (1, 4):
+        variant = nine_codebooks(model, seed=2)
+        trainer = HeadTrainer(variant, TrainSettings(steps=1, accumulate=accumulate, **settings))
+        from mlx_mimi.train import _batch
+
+        if accumulate == 1:
+            micro = [_batch(variant, batch, trainer.settings)]
+        else:
+            micro = [_batch(variant, {k: v[i : i + 1] for k, v in batch.items()}, trainer.settings) for i in range(4)]
+        logs = [trainer.train_step(micro) for _ in range(2)]  # two steps: the second from updated state
+        runs[accumulate] = (logs, _arrays(variant, trainer.state_arrays()))
+    (logs_one, one), (logs_acc, acc) = runs[1], runs[4]
+    for a, b in zip(logs_one, logs_acc, strict=True):
+        print(f"step {a.step}: loss {a.loss:.6f} vs {b.loss:.6f}, wavlm {a.wavlm:.6f} vs {b.wavlm:.6f}")
+        np.testing.assert_allclose(
+            [a.loss, a.distill, a.wavlm, a.commitment], [b.loss, b.distill, b.wavlm, b.commitment], rtol=1e-5
+        )
+        assert a.codes_used == b.codes_used and a.replaced == b.replaced
+    assert one.keys() == acc.keys()
+    worst = max(float(np.abs(one[k] - acc[k]).max() / (np.abs(one[k]).max() + 1e-12)) for k in one)
+    print(f"{len(one)} arrays after 2 steps; worst relative difference {worst:.2e}")
+    assert worst <= 1e-4
+    assert logs_one[0].wavlm > 0 and logs_one[0].commitment > 0
+
+
+def test_loss_b_trains_the_prosody_head(model, latent):
+    """A batch with ``wavlm`` targets adds MSE(proj_wavlm(q_c + q_p), wavlm): the WavLM bridge and the prosody
+    projections move; without them the WavLM bridge does not (not even by weight decay)."""
+    from mlx_mimi.train import HeadTrainer, _batch
+
+    batch = next(_synthetic_batches(latent, 32, seed=5, batch=2, window=20))
+    for with_wavlm in (False, True):
+        variant = nine_codebooks(model, seed=0)
+        trainer = HeadTrainer(variant, TrainSettings(steps=1, distill_dim=32, wavlm_dim=8, prosody_lr=1e-3))
+        bridge = np.array(trainer.bridges["wavlm"]["weight"])
+        prosody = np.array(variant.quantizer.stages[1].input_proj)
+        b = dict(batch)
+        if with_wavlm:
+            b["wavlm"] = np.ones((2, 20, 8), np.float32)
+        log = trainer.train_step([_batch(variant, b, trainer.settings)])
+        moved = not np.array_equal(np.array(trainer.bridges["wavlm"]["weight"]), bridge)
+        assert moved == with_wavlm and (log.wavlm > 0) == with_wavlm
+        assert np.array_equal(np.array(variant.quantizer.stages[1].input_proj), prosody) != with_wavlm
 
 
 def test_training_resumes_from_the_latest_checkpoint(model, latent, tmp_path):
-    first = nine_codebooks(model, seed=0, distill_dim=64)
-    train_heads(first, _synthetic_batches(latent, 64), steps=6, lr=1e-3, checkpoint_dir=tmp_path, checkpoint_every=3)
-    resumed = nine_codebooks(model, seed=0, distill_dim=64)  # a fresh process would rebuild or load the model
-    log = train_heads(
-        resumed, _synthetic_batches(latent, 64, seed=1), steps=8, lr=1e-3, checkpoint_dir=tmp_path, checkpoint_every=3
-    )
+    first = nine_codebooks(model, seed=0)
+    settings = dict(distill_dim=64, checkpoint_dir=tmp_path, checkpoint_every=3)
+    train_heads(first, _synthetic_batches(latent, 64), steps=6, **settings)
+    resumed = nine_codebooks(model, seed=0)  # a fresh process would rebuild or load the model
+    log = train_heads(resumed, _synthetic_batches(latent, 64, seed=1), steps=8, **settings)
     assert [e.step for e in log] == [7, 8]
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-000006", "step-000008"]  # keeps 2
     assert not list(tmp_path.glob(".staging*"))
+    with pytest.raises(MimiError, match="no setting 'lr'"):
+        train_heads(resumed, _synthetic_batches(latent, 64), steps=9, lr=1e-4)
+
+
+def test_untrained_variant_against_mimi(model, variant, pcm):
+    """What the README says of the untrained variant, measured: the share of its codes equal to Mimi's."""
+    ours = np.array(variant.encode(pcm))
+    mimi = np.array(model.encode(pcm, num_codebooks=8))
+    prosody = float((ours[:, 1] == mimi[:, 0]).mean())
+    acoustic = float((ours[:, 2:] == mimi[:, 1:8]).mean())
+    first = float((ours[:, 2] == mimi[:, 1]).mean())
+    print(
+        f"untrained variant vs Mimi on 20 s: prosody = Mimi's codebook 1 in {prosody:.3f} of frames; acoustic 2-8 "
+        f"= Mimi's 2-8 in {acoustic:.3f} (first acoustic {first:.3f})"
+    )
+    assert prosody > 0.9  # the content head's tiny random entries leave the prosody head Mimi's input
+    assert acoustic < 0.2  # but the acoustic heads read latent - (q_c + q_p), where Mimi's read the latent
 
 
 def test_train_heads_command(converted_folder, latent, tmp_path):
     run = [sys.executable, "-m", "mlx_mimi.cli"]
     model_dir = tmp_path / "mimi9"
     p = subprocess.run(
-        [*run, "variant", "nine-codebooks", str(converted_folder), "-o", str(model_dir), "--distill-dim", "16"],
+        [*run, "variant", "nine-codebooks", str(converted_folder), "-o", str(model_dir)],
         capture_output=True,
         text=True,
     )
@@ -309,7 +422,13 @@ def test_train_heads_command(converted_folder, latent, tmp_path):
     rng = np.random.default_rng(0)
     for i in range(2):
         frames = latent[0, i * 100 : (i + 1) * 100]
-        np.savez(data / f"c{i}.npz", latent=frames, teacher=rng.standard_normal((50, 16)), durations=np.full(50, 2))
+        np.savez(
+            data / f"c{i}.npz",
+            latent=frames,
+            teacher=rng.standard_normal((50, 16)),
+            durations=np.full(50, 2),
+            wavlm=rng.standard_normal((100, 8)),
+        )
     p = subprocess.run(
         [
             *run,
@@ -322,32 +441,48 @@ def test_train_heads_command(converted_folder, latent, tmp_path):
             "--steps",
             "3",
             "--batch-size",
+            "1",
+            "--accumulate",
             "2",
+            "--distill-dim",
+            "16",
+            "--wavlm-dim",
+            "8",
+            "--heads",
+            "content,prosody",
         ],
         capture_output=True,
         text=True,
     )
     assert p.returncode == 0, p.stderr
-    assert "step 3: loss" in p.stderr and "latest: step-000003" in p.stdout
+    assert "step 3: loss" in p.stderr and ", wavlm " in p.stderr and "latest: step-000003" in p.stdout
+    settings = json.loads(
+        mx.load(str(tmp_path / "runs" / "step-000003" / "training.safetensors"), return_metadata=True)[1]["settings"]
+    )
+    assert settings["accumulate"] == 2 and settings["heads"] == ["content", "prosody"]
     assert mlx_mimi.load(tmp_path / "runs" / "step-000003").num_codebooks == 9
 
 
 def test_non_finite_training_stops_before_saving(model, latent, tmp_path):
     """NaN teacher features stop training with one error before any update or checkpoint; in a .npz clip the error
     names the file, as do a junk file and durations that do not fit the clip."""
-    variant = mlx_mimi.nine_codebooks(model, seed=4, distill_dim=16)
+    variant = mlx_mimi.nine_codebooks(model, seed=4)
     before = np.array(variant.quantizer.stages[0].codebooks)
     teacher = np.full((1, latent.shape[1], 16), np.nan, np.float32)
     with pytest.raises(mlx_mimi.MimiError, match="teacher features hold NaN"):
         mlx_mimi.train_heads(
-            variant, iter([{"latent": latent, "teacher": teacher}]), steps=1, checkpoint_dir=tmp_path / "run"
+            variant,
+            iter([{"latent": latent, "teacher": teacher}]),
+            steps=1,
+            distill_dim=16,
+            checkpoint_dir=tmp_path / "run",
         )
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
     np.testing.assert_array_equal(np.array(variant.quantizer.stages[0].codebooks), before)
     # a loss that overflows to inf with finite inputs is caught at the step, before anything changes
     huge = np.full((1, latent.shape[1], 16), 3e38, np.float32)
     with pytest.raises(mlx_mimi.MimiError, match="step 1: the loss is inf"):
-        mlx_mimi.train_heads(variant, iter([{"latent": latent, "teacher": huge}]), steps=1)
+        mlx_mimi.train_heads(variant, iter([{"latent": latent, "teacher": huge}]), steps=1, distill_dim=16)
     np.testing.assert_array_equal(np.array(variant.quantizer.stages[0].codebooks), before)
 
     from mlx_mimi.train import npz_batches

@@ -74,9 +74,13 @@ def variant():
     help="the fresh content codebook: the seed library's random init, or k-means on --audio latents",
 )
 @click.option("--audio", multiple=True, help="with --content-init kmeans: audio files, folders or globs")
-@click.option("--distill-dim", type=click.IntRange(min=1), default=1536, show_default=True, help="teacher width")
+@click.option(
+    "--content-projection",
+    is_flag=True,
+    help="give the content head 256-d projections (default: a 512-d codebook on the latent, as the seed writes it)",
+)
 @revision_option
-def nine_codebooks(model, output, seed, content_init, audio, distill_dim, revision):
+def nine_codebooks(model, output, seed, content_init, audio, content_projection, revision):
     """Seed 003's variant: content (fresh) + prosody (Mimi codebook 0) + 7 acoustic (Mimi codebooks 1-7).
 
     \b
@@ -97,36 +101,47 @@ def nine_codebooks(model, output, seed, content_init, audio, distill_dim, revisi
         if problems or not items:
             raise click.UsageError(problems[0] if problems else "--audio names no audio file")
         latents = mx.concatenate([mimi.encode_latent(read_audio(i.path, mimi.sample_rate))[0] for i in items])
-    built = surgery(mimi, seed=seed, content_init=content_init, latents=latents, distill_dim=distill_dim)
+    built = surgery(mimi, seed=seed, content_init=content_init, latents=latents, content_projection=content_projection)
     write_converted(built, out)
     click.echo(f"wrote {out}: 9 codebooks (content, prosody, 7 acoustic) from {model}")
+
+
+POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 @main.command("train-heads")
 @click.argument("model")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="folder of .npz clips")
 @click.option("-o", "--checkpoints", required=True, type=click.Path(file_okay=False), help="checkpoint folder")
-@click.option("--steps", type=click.IntRange(min=1), required=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-4, show_default=True)
-@click.option("--transplanted-lr", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True)
-@click.option("--stages", default="content", show_default=True, help="comma list of content, prosody, acoustic")
-@click.option("--commitment-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), required=True, help="optimizer steps")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="clips per micro-batch")
+@click.option("--accumulate", type=click.IntRange(min=1), default=1, show_default=True, help="micro-batches per step")
+@click.option("--content-lr", type=POSITIVE, default=1e-4, show_default=True, help="head 0")
+@click.option("--prosody-lr", type=POSITIVE, default=1e-4, show_default=True, help="head 1")
+@click.option("--acoustic-lr", type=POSITIVE, default=1e-5, show_default=True, help="heads 2-8")
+@click.option("--bridge-lr", type=POSITIVE, default=1e-4, show_default=True, help="proj_qwen, proj_wavlm")
+@click.option("--heads", default="content,prosody,acoustic", show_default=True, help="the heads that train")
+@click.option("--distill-dim", type=click.IntRange(min=1), default=1536, show_default=True, help="teacher width")
+@click.option("--wavlm-dim", type=click.IntRange(min=1), default=1024, show_default=True, help="wavlm target width")
+@click.option("--wavlm-weight", type=click.FloatRange(min=0), default=1.0, show_default=True, help="loss B's weight")
+@click.option("--commitment-weight", type=click.FloatRange(min=0), default=0.0, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def train_heads_command(model, data, checkpoints, steps, batch_size, lr, transplanted_lr, stages, **settings):
-    """Train the variant's new heads on teacher features you provide; resumes from -o's latest checkpoint.
+def train_heads_command(model, data, checkpoints, steps, batch_size, heads, **settings):
+    """Train the variant's heads on teacher features you provide (seed 003's recipe); resumes from -o's latest.
 
     Each clip in --data is an .npz with `teacher` (tokens, distill_dim) float features and `durations`
-    (tokens,) frames per token, and either `audio` (T,) at 24 kHz or `latent` (F, 512) quantizer inputs.
-    Clips are cut into equal-length windows of the shortest clip's frames and batched.
+    (tokens,) frames per token, either `audio` (T,) at 24 kHz or `latent` (F, 512) quantizer inputs, and
+    optionally `wavlm` (F, wavlm_dim) targets (loss B). Clips are cut into equal-length windows of the shortest
+    clip's frames and batched; each optimizer step takes --accumulate micro-batches of --batch-size clips.
     """
     mimi = load(model)
-    names = tuple(s.strip() for s in stages.split(",") if s.strip())
+    names = tuple(s.strip() for s in heads.split(",") if s.strip())
 
     def say(entry):
+        wavlm = f", wavlm {entry.wavlm:.5f}" if entry.wavlm else ""
         click.echo(
-            f"step {entry.step}: loss {entry.loss:.5f} (distill {entry.distill:.5f}, commitment "
+            f"step {entry.step}: loss {entry.loss:.5f} (distill {entry.distill:.5f}{wavlm}, commitment "
             f"{entry.commitment:.5f}), content codes used {entry.codes_used}, alive {entry.alive}",
             err=True,
         )
@@ -135,9 +150,7 @@ def train_heads_command(model, data, checkpoints, steps, batch_size, lr, transpl
         mimi,
         npz_batches(mimi, Path(data), batch_size, settings["seed"]),
         steps=steps,
-        lr=lr,
-        transplanted_lr=transplanted_lr,
-        stages=names,
+        heads=names,
         checkpoint_dir=checkpoints,
         log=say,
         **settings,

@@ -9,6 +9,8 @@ in float32, whatever the model dtype: a code is an argmin, and low precision wou
 
 from __future__ import annotations
 
+import dataclasses
+
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
@@ -142,19 +144,22 @@ class SplitResidualVQ(_CompiledSearch):
 class ChainResidualVQ(_CompiledSearch):
     """The 9-codebook variant's quantizer: stage i quantizes ``latent - sum(outputs of stages < i)``.
 
-    Each stage is an RVQ with its own 512 -> 256 -> 512 projections (content: its own; prosody: Mimi's
-    semantic ones; acoustic: Mimi's acoustic ones). With fewer codebooks than the chain holds, the stages run
-    in order and the last one stops early; decoding sums the outputs of the stages the codes reach.
-    ``bridge`` maps the content stage's output to the teacher's features (training only, mlx_mimi/train.py).
+    Each stage is an RVQ, with 512 -> 256 -> 512 projections around its codebooks where ``chain_projections``
+    says so (the variant: prosody with Mimi's semantic ones, acoustic with Mimi's acoustic ones) or with its
+    codebooks on the latent itself (the variant's content head, seed 003's ``VectorQuantize(dim=512)``). With fewer
+    codebooks than the chain holds, the stages run in order and the last one stops early; decoding sums the outputs
+    of the stages the codes reach.
     """
 
     def __init__(self, config: QuantizerConfig):
         super().__init__()
         self.num_codebooks = config.num_codebooks
         self.stage_sizes = list(config.chain_stages)
-        self.stages = [ResidualVQ(config, n) for n in self.stage_sizes]
-        if config.distill_dim is not None:
-            self.bridge = nn.Linear(config.dim, config.distill_dim)
+        projected = config.chain_projections or (True,) * len(self.stage_sizes)
+        self.stages = [
+            ResidualVQ(config if p else dataclasses.replace(config, codebook_dim=None), n)
+            for n, p in zip(self.stage_sizes, projected, strict=True)
+        ]
 
     def spans(self, num_codebooks: int) -> list[tuple[ResidualVQ, int, int]]:
         """(stage, first code index, codebooks used) for the stages that ``num_codebooks`` codes reach."""
