@@ -23,6 +23,17 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def sample_rate(value: Any, default: int) -> int:
+    """A sample rate in Hz (None: ``default``, the model's)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or not 1_000 <= value <= 768_000:
+        raise AudioError(f"sample_rate must be a rate in Hz between 1000 and 768000, got {value!r}")
+    if int(value) != value:
+        raise AudioError(f"sample_rate must be a whole number of Hz, got {value!r}")
+    return int(value)
+
+
 def num_codebooks(value: Any, low: int, high: int) -> int:
     """A codebook count in [low, high] (None: high)."""
     if value is None:
@@ -156,3 +167,38 @@ def clip_codes(codes: Any, low: int, high: int, codebook_size: int) -> list[np.n
             raise type(exc)(f"clip {i}: {exc}") from None
         out.append(arr)
     return out
+
+
+def latent(value: Any, dim: int) -> mx.array:
+    """A (B, F, dim) finite float latent -> float32 MLX array; MimiError otherwise."""
+    arr = value if isinstance(value, mx.array) else np.asarray(value)
+    if arr.ndim != 3 or arr.shape[2] != dim or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise MimiError(f"a latent must have shape (B, F, {dim}) with B, F >= 1, got {tuple(arr.shape)}")
+    is_float = (
+        mx.issubdtype(arr.dtype, mx.floating) if isinstance(arr, mx.array) else np.issubdtype(arr.dtype, np.floating)
+    )
+    if not is_float:
+        raise MimiError(f"a latent must be floating point, got dtype {arr.dtype}")
+    finite = mx.all(mx.isfinite(arr)).item() if isinstance(arr, mx.array) else np.isfinite(arr).all()
+    if not finite:
+        raise MimiError("the latent holds NaN or infinite values")
+    return arr.astype(mx.float32) if isinstance(arr, mx.array) else mx.array(arr.astype(np.float32))
+
+
+def padding_lengths(mask: Any, shape: tuple[int, int]) -> list[int]:
+    """A (B, T) padding mask (transformers': 1 for a clip's samples, then 0 for its right padding) -> each clip's
+    length; AudioError where it has another shape than the audio's or is not right padding."""
+    arr = np.array(mask.astype(mx.int32)) if isinstance(mask, mx.array) else np.asarray(mask)
+    if arr.ndim != 2 or (shape[1] != -1 and tuple(arr.shape) != tuple(shape)) or arr.shape[0] != shape[0]:
+        raise AudioError(f"padding_mask must be (B, T) = {tuple(shape)}, as the audio, got {tuple(arr.shape)}")
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_) or not np.isin(arr, (0, 1)).all():
+        raise AudioError("padding_mask must hold 0 and 1 (or booleans)")
+    lengths = arr.astype(np.int64).sum(axis=1)
+    prefix = np.arange(arr.shape[1])[None, :] < lengths[:, None]
+    if not np.array_equal(prefix, arr.astype(bool)):
+        raise AudioError(
+            "padding_mask must mark each clip's samples then its padding (right padding), as transformers does"
+        )
+    if (lengths == 0).any():
+        raise AudioError(f"padding_mask leaves clip {int(np.argmin(lengths))} without samples")
+    return [int(n) for n in lengths]

@@ -7,8 +7,8 @@ A codec (Mimi, JODIO) supplies its layers and four state-passing cores; everythi
   the quantizer's input latent (B, F, dim), T a whole number of frames unless ``final`` (the stream's last call).
   A codec whose strided layers must pad each clip of a right-padded batch by its own rule sets ``PADS_PER_CLIP``
   and takes ``valid`` (B,): each clip's samples in the chunk.
-- ``decoder_state(batch_size)`` and ``decode_chunk(codes, state, schedule)``: codes (B, F, K) -> audio
-  (B, F * frame_size, 1).
+- ``decoder_state(batch_size)`` and ``decode_latent_chunk(latent, state, schedule)``: the quantizer's latent
+  (B, F, dim) float32 -> audio (B, F * frame_size, 1) (``decode_chunk`` puts the quantizer in front).
 - ``quantizer``: ``encode(latent, k)``, ``encode_compiled(latent, k)``, ``decode(codes)``.
 
 Offline and streaming run the same cores: offline over chunks of ``schedule.chunk_frames`` frames, a stream one
@@ -27,6 +27,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from . import checks
+from .audio import resample
 from .config import CodecConfig
 from .errors import MimiError
 from .layers.linear import per_clip_matmuls
@@ -73,6 +74,11 @@ class Codec(nn.Module):
         return self.config.num_quantizers
 
     @property
+    def latent_dim(self) -> int:
+        """Width of the latent the codebooks quantize (512 for Mimi)."""
+        return self.config.quantizer.dim
+
+    @property
     def decoder_delay(self) -> int:
         """Samples a stream decoder's output runs behind ``decode``'s (0 unless the codec says otherwise)."""
         return 0
@@ -106,8 +112,12 @@ class Codec(nn.Module):
     def latent_chunk(self, pcm: mx.array, state: Any, schedule: Schedule, final: bool = False, valid=None):
         raise NotImplementedError
 
-    def decode_chunk(self, codes: mx.array, state: Any, schedule: Schedule) -> tuple[mx.array, Any]:
+    def decode_latent_chunk(self, latent: mx.array, state: Any, schedule: Schedule) -> tuple[mx.array, Any]:
         raise NotImplementedError
+
+    def decode_chunk(self, codes: mx.array, state: Any, schedule: Schedule) -> tuple[mx.array, Any]:
+        """codes (B, F, K) -> audio (B, F * frame_size, 1): the quantizer's latent through ``decode_latent_chunk``."""
+        return self.decode_latent_chunk(self.quantizer.decode(codes), state, schedule)
 
     def encode_chunk(
         self, pcm: mx.array, state: Any, num_codebooks: int, schedule: Schedule, final: bool = False
@@ -125,18 +135,60 @@ class Codec(nn.Module):
         return audio[: frames * self.frame_size]
 
     # -- offline API ------------------------------------------------------------------------------------
-    def encode(self, pcm: Any, num_codebooks: int | None = None, chunk_frames: int | None = None) -> mx.array:
-        """Audio at 24 kHz, (T,), (B, T) or (B, 1, T) float -> codes (B, K, ceil(T / 1920)) int32.
+    def encode(
+        self,
+        pcm: Any,
+        num_codebooks: int | None = None,
+        chunk_frames: int | None = None,
+        *,
+        sample_rate: int | None = None,
+        padding_mask: Any = None,
+    ) -> mx.array:
+        """Audio (T,), (B, T) or (B, 1, T) float -> codes (B, K, ceil(T / 1920)) int32, evaluated before returning.
 
-        Evaluated before returning. Each clip's codes are those it gets alone (see the README's determinism
-        contract): the batch runs in passes of whole clips, with per-clip matmul shapes.
+        ``sample_rate``: the audio's rate, resampled to 24 kHz first (soxr, as the CLI does). ``padding_mask``
+        (B, T), as transformers takes it: 1 for each clip's samples, then 0 for its right padding; every clip then
+        gets the codes it gets alone, and ``frame_mask(padding_mask)`` says which frames are its own (later frames
+        hold its padding's codes). Each clip's codes are those it gets alone (the README's determinism contract):
+        the batch runs in passes of whole clips, with per-clip matmul shapes.
         """
         self._need("encoder")
         k = self.check_num_codebooks(num_codebooks)
-        pcm = checks.audio_batch(pcm)
+        pcm, lengths = self._audio_in(pcm, sample_rate, padding_mask)
         schedule = self._offline_schedule(chunk_frames)
-        codes = self._in_passes(pcm, schedule, lambda clips: self._run_encoder(clips, schedule, self._codes_fn(k)))
+        run = lambda clips, ends: self._run_encoder(clips, schedule, self._codes_fn(k), ends)  # noqa: E731
+        codes = self._in_passes(pcm, schedule, run, lengths)
         return codes.transpose(0, 2, 1).astype(mx.int32)
+
+    def _audio_in(self, pcm: Any, sample_rate: int | None, padding_mask: Any) -> tuple[mx.array, list[int] | None]:
+        """(B, T, 1) audio at the model's rate, and each clip's length where a padding mask gives them."""
+        rate = checks.sample_rate(sample_rate, self.sample_rate)
+        audio = checks.audio_batch(pcm)
+        lengths = None if padding_mask is None else checks.padding_lengths(padding_mask, audio.shape[:2])
+        if rate == self.sample_rate:
+            return audio, lengths
+        rows = np.array(audio[:, :, 0])
+        clips = [row if lengths is None else row[: lengths[i]] for i, row in enumerate(rows)]
+        clips = [resample(clip, rate, self.sample_rate) for clip in clips]
+        out = np.zeros((len(clips), max(len(c) for c in clips)), np.float32)
+        for i, clip in enumerate(clips):
+            out[i, : len(clip)] = clip
+        return mx.array(out)[:, :, None], None if lengths is None else [len(c) for c in clips]
+
+    def frame_mask(self, padding_mask: Any, sample_rate: int | None = None) -> mx.array:
+        """(B, T) padding mask of audio -> (B, F) bool: the frames of ``encode``'s codes that belong to each clip
+        (frame f of a clip of n samples is its own while f < ceil(n / 1920))."""
+        mask = np.asarray(padding_mask)
+        lengths = checks.padding_lengths(mask, mask.shape)
+        rate = checks.sample_rate(sample_rate, self.sample_rate)
+        if rate != self.sample_rate:
+            lengths = [len(resample(np.zeros(n, np.float32), rate, self.sample_rate)) for n in lengths]
+            total = len(resample(np.zeros(mask.shape[1], np.float32), rate, self.sample_rate))
+        else:
+            total = mask.shape[1]
+        frames = -(-total // self.frame_size)
+        own = -(-np.asarray(lengths) // self.frame_size)
+        return mx.array(np.arange(frames)[None, :] < own[:, None])
 
     def _codes_fn(self, k: int):
         def chunk_codes(x: mx.array, state: Any, schedule: Schedule, final: bool, valid: mx.array | None = None):
@@ -151,10 +203,15 @@ class Codec(nn.Module):
         return self.latent_chunk(x, state, schedule, final=final, valid=valid)
 
     def encode_batch(
-        self, clips: Any, num_codebooks: int | None = None, chunk_frames: int | None = None
+        self,
+        clips: Any,
+        num_codebooks: int | None = None,
+        chunk_frames: int | None = None,
+        *,
+        sample_rate: int | None = None,
     ) -> list[mx.array]:
-        """Clips of any lengths, a sequence of (T_i,) float arrays at 24 kHz -> codes, a list of (K, F_i) int32
-        with F_i = ceil(T_i / 1920), in the order given.
+        """Clips of any lengths, a sequence of (T_i,) float arrays -> codes, a list of (K, F_i) int32 with
+        F_i = ceil(T_i / 1920) (at 24 kHz), in the order given. ``sample_rate``: the clips' rate (resampled).
 
         The clips run right-padded in batched passes (similar lengths together, memory bounded), and every
         strided layer pads each clip's partial last frame as the reference pads that clip alone, so each
@@ -164,6 +221,9 @@ class Codec(nn.Module):
         k = self.check_num_codebooks(num_codebooks)
         schedule = self._offline_schedule(chunk_frames)
         pcms = checks.clip_list(clips)
+        rate = checks.sample_rate(sample_rate, self.sample_rate)
+        if rate != self.sample_rate:
+            pcms = [resample(p, rate, self.sample_rate) for p in pcms]
         frames = [-(-len(p) // self.frame_size) for p in pcms]
         out: list[mx.array | None] = [None] * len(pcms)
         for group in self._clip_groups(frames, schedule):
@@ -191,7 +251,7 @@ class Codec(nn.Module):
             batch = np.zeros((len(group), arrays[group[0]].shape[0], max(frames[i] for i in group)), np.int64)
             for row, i in enumerate(group):
                 batch[row, :, : frames[i]] = arrays[i]
-            audio = self._decode(batch, schedule)
+            audio = self._decode(self.check_codes(batch), schedule)
             for row, i in enumerate(group):
                 out[i] = self.clip_audio(audio[row, 0], frames[i])
         return out
@@ -217,16 +277,46 @@ class Codec(nn.Module):
             total = frames[i]
         return groups
 
-    def encode_latent(self, pcm: Any, chunk_frames: int | None = None) -> mx.array:
+    def encode_latent(
+        self, pcm: Any, chunk_frames: int | None = None, *, sample_rate: int | None = None, padding_mask: Any = None
+    ) -> mx.array:
         """The quantizer's input: (B, ceil(T / 1920), dim) float32, the latent every code is searched from."""
         self._need("encoder")
-        pcm = checks.audio_batch(pcm)
+        pcm, lengths = self._audio_in(pcm, sample_rate, padding_mask)
         schedule = self._offline_schedule(chunk_frames)
 
-        def run(clips: mx.array) -> mx.array:
-            return self._run_encoder(clips, schedule, lambda x, s, sch, final: self.latent_chunk(x, s, sch, final))
+        def latent_fn(x, state, sch, final, valid=None):
+            return self._latent(x, state, sch, final, valid)
 
-        return self._in_passes(pcm, schedule, run).astype(mx.float32)
+        run = lambda clips, ends: self._run_encoder(clips, schedule, latent_fn, ends)  # noqa: E731
+        return self._in_passes(pcm, schedule, run, lengths).astype(mx.float32)
+
+    def quantize(self, latent: Any, num_codebooks: int | None = None) -> mx.array:
+        """A latent (B, F, dim) (``encode_latent``'s, or one a model predicted) -> codes (B, K, F) int32: the
+        nearest codebook entries, as ``encode`` searches them. Evaluated."""
+        k = self.check_num_codebooks(num_codebooks)
+        latent = self._check_latent(latent)
+        codes = self.quantizer.encode_compiled(latent, k).transpose(0, 2, 1).astype(mx.int32)
+        mx.eval(codes)
+        return codes
+
+    def dequantize(self, codes: Any) -> mx.array:
+        """Codes (B, K, F) -> the latent (B, F, dim) float32 they stand for (the sum of the codebooks' entries
+        through the output projections): ``decode_latent(dequantize(c))`` is ``decode(c)``. Evaluated."""
+        latent = self.quantizer.decode(self.check_codes(codes))
+        mx.eval(latent)
+        return latent
+
+    def decode_latent(self, latent: Any, chunk_frames: int | None = None, *, length: int | None = None) -> mx.array:
+        """A latent (B, F, dim) (unquantized, or ``dequantize``'s) -> float32 audio (B, 1, F * 1920), or its first
+        ``length`` samples. Evaluated."""
+        self._need("decoder")
+        latent = self._check_latent(latent)
+        out = self._decode_latent(latent, self._offline_schedule(chunk_frames))
+        return self._trim(out, length)
+
+    def _check_latent(self, latent: Any) -> mx.array:
+        return checks.latent(latent, self.latent_dim)
 
     def _run_encoder(self, pcm: mx.array, schedule: Schedule, fn, lengths: list[int] | None = None) -> mx.array:
         """pcm (B, T, 1) through ``fn(x, state, schedule, final[, valid])`` chunk by chunk, from a fresh state.
@@ -251,38 +341,63 @@ class Codec(nn.Module):
                 out.append(y)
         return mx.concatenate(out, axis=1) if len(out) > 1 else out[0]
 
-    def decode(self, codes: Any, chunk_frames: int | None = None) -> mx.array:
-        """Codes (B, K, F) int -> float32 audio (B, 1, F * 1920), evaluated before returning."""
+    def decode(
+        self, codes: Any, chunk_frames: int | None = None, *, length: int | None = None, padding_mask: Any = None
+    ) -> mx.array:
+        """Codes (B, K, F) int -> float32 audio (B, 1, F * 1920), evaluated before returning. ``length``: keep the
+        first ``length`` samples (a clip's own length); ``padding_mask`` (B, T), as transformers takes it: keep the
+        mask's T samples."""
         self._need("decoder")
-        return self._decode(codes, self._offline_schedule(chunk_frames))
+        out = self._decode(self.check_codes(codes), self._offline_schedule(chunk_frames))
+        if padding_mask is not None:
+            if length is not None:
+                raise MimiError("give length or padding_mask, not both")
+            mask = np.asarray(padding_mask)
+            checks.padding_lengths(mask, (out.shape[0], mask.shape[-1] if mask.ndim == 2 else -1))
+            length = min(mask.shape[-1], out.shape[-1])
+        return self._trim(out, length)
 
-    def _decode(self, codes: Any, schedule: Schedule) -> mx.array:
-        codes = self.check_codes(codes)  # (B, F, K)
+    def _trim(self, audio: mx.array, length: Any) -> mx.array:
+        if length is None:
+            return audio
+        n = checks.positive_int(length, "length")
+        if n > audio.shape[-1]:
+            raise MimiError(f"length {n} is longer than the {audio.shape[-1]} samples these frames decode to")
+        return audio[..., :n]
+
+    def _decode(self, codes: mx.array, schedule: Schedule) -> mx.array:
+        """Checked codes (B, F, K) -> audio (B, 1, F * frame_size)."""
+        return self._decode_latent(self.quantizer.decode(codes), schedule)
+
+    def _decode_latent(self, latent: mx.array, schedule: Schedule) -> mx.array:
         chunk = schedule.chunk_frames
 
-        def run(clips: mx.array) -> mx.array:
+        def run(clips: mx.array, _ends=None) -> mx.array:
             state = self.decoder_state(clips.shape[0])
             out = []
             with per_clip_matmuls():
                 for start in range(0, clips.shape[1], chunk):
-                    pcm, state = self.decode_chunk(clips[:, start : start + chunk], state, schedule)
+                    pcm, state = self.decode_latent_chunk(clips[:, start : start + chunk], state, schedule)
                     pcm = pcm.astype(mx.float32)
                     mx.eval(pcm, state)
                     out.append(pcm)
             return mx.concatenate(out, axis=1) if len(out) > 1 else out[0]
 
-        pcm = self._in_passes(codes, schedule, run)
-        return self.finish_decode(pcm.reshape(codes.shape[0], 1, -1))
+        pcm = self._in_passes(latent, schedule, run)
+        return self.finish_decode(pcm.reshape(latent.shape[0], 1, -1))
 
     @staticmethod
-    def _in_passes(batch: mx.array, schedule: Schedule, run) -> mx.array:
-        """``run`` over groups of whole clips, at most max(frames_per_pass, chunk) clip-frames per chunk: bounded
-        memory for any batch size."""
+    def _in_passes(batch: mx.array, schedule: Schedule, run, lengths: list[int] | None = None) -> mx.array:
+        """``run(clips, their lengths)`` over groups of whole clips, at most max(frames_per_pass, chunk) clip-frames
+        per chunk: bounded memory for any batch size."""
         chunk = schedule.chunk_frames
         group = max(1, max(schedule.frames_per_pass, chunk) // chunk)
         if batch.shape[0] <= group:
-            return run(batch)
-        parts = [run(batch[i : i + group]) for i in range(0, batch.shape[0], group)]
+            return run(batch, lengths)
+        parts = [
+            run(batch[i : i + group], None if lengths is None else lengths[i : i + group])
+            for i in range(0, batch.shape[0], group)
+        ]
         return mx.concatenate(parts, axis=0)
 
     def _offline_schedule(self, chunk_frames: Any) -> Schedule:
@@ -292,11 +407,20 @@ class Codec(nn.Module):
         return dataclasses.replace(schedule, chunk_frames=checks.positive_int(chunk_frames, "chunk_frames"))
 
     # -- streaming API ----------------------------------------------------------------------------------
-    def stream_encoder(self, batch_size: int = 1, num_codebooks: int | None = None) -> StreamEncoder:
-        return StreamEncoder(self, batch_size, num_codebooks)
+    def stream_encoder(
+        self,
+        batch_size: int = 1,
+        num_codebooks: int | None = None,
+        *,
+        latent: bool = False,
+        sample_rate: int | None = None,
+    ) -> StreamEncoder:
+        """A stream of ``batch_size`` rows: audio in, codes (or, ``latent``, the latent) out (streaming.py)."""
+        return StreamEncoder(self, batch_size, num_codebooks, latent=latent, sample_rate=sample_rate)
 
-    def stream_decoder(self, batch_size: int = 1) -> StreamDecoder:
-        return StreamDecoder(self, batch_size)
+    def stream_decoder(self, batch_size: int = 1, *, latent: bool = False) -> StreamDecoder:
+        """A stream of ``batch_size`` rows: codes (or, ``latent``, latents) in, audio out (streaming.py)."""
+        return StreamDecoder(self, batch_size, latent=latent)
 
     # -- input checks -----------------------------------------------------------------------------------
     def _need(self, half: str) -> None:

@@ -66,7 +66,7 @@ def convert(
 def refuse_overwriting_source(model: str, resolved, out: Path) -> None:
     """A folder written from ``model`` must not replace the files it is read from (checked before any work)."""
     for target in (out / "model.safetensors", out / "config.json"):
-        for source in (resolved.weights, resolved.config):
+        for source in (*resolved.shards, resolved.config):
             if source is not None and same_file(target, source):
                 raise MimiError(f"writing {model} into {out} would overwrite its source {source}: choose another -o")
 

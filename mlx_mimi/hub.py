@@ -7,12 +7,16 @@ hub snapshot or the hub itself (before anything large is downloaded):
 2. Otherwise a file with one of Kyutai's names for Mimi (``tokenizer-e351c8d8-checkpoint125.safetensors``,
    ``mimi-pytorch-e351c8d8@125.safetensors``) is Mimi, whatever else the repo holds (its
    ``model.safetensors`` is then a language model).
-3. Otherwise ``model.safetensors`` with a Mimi ``config.json`` (Hugging Face layout, or mlx-mimi's own).
-4. Otherwise the only ``.safetensors`` file, if its header (read without downloading the file) is a Mimi
+3. Otherwise a ``config.json`` with a Mimi ``codec_config`` (transformers' KyutaiSpeechToText and Csm) or
+   ``audio_encoder_config`` (Moshi) is a combined checkpoint: Mimi is its ``codec_model.`` / ``audio_encoder.``
+   tensors, in the shards ``model.safetensors.index.json`` names for them (or ``model.safetensors``); the language
+   model's shards are neither downloaded nor read.
+4. Otherwise ``model.safetensors`` with a Mimi ``config.json`` (Hugging Face layout, or mlx-mimi's own).
+5. Otherwise the only ``.safetensors`` file, if its header (read without downloading the file) is a Mimi
    checkpoint.
 
 Kyutai's files never come with a Mimi config: they are ``kyutai/mimi``'s architecture, the documented
-default. A Hugging Face layout file without its config is an error (``weights.load_model`` decides that).
+default. A Hugging Face layout file without its config is an error (``load.load_model`` decides that).
 
 The hub is probed once with a short timeout before any download: unreachable means the local cache
 answers at once (as with ``HF_HUB_OFFLINE=1``), instead of huggingface_hub's minute of retries.
@@ -25,7 +29,7 @@ import os
 import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +43,34 @@ HUB_TIMEOUT_ENV = "MLX_MIMI_HUB_TIMEOUT"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z0-9_]$")
 
 
+# transformers' speech models keep their Mimi under a prefix, with its config inside theirs:
+# KyutaiSpeechToText / Csm as `codec_model` (codec_config), Moshi as `audio_encoder` (audio_encoder_config).
+COMBINED = {"codec_config": "codec_model.", "audio_encoder_config": "audio_encoder."}
+SHARD_INDEX = "model.safetensors.index.json"
+
+
 @dataclass
 class ResolvedModel:
-    weights: Path
+    weights: Path  # the checkpoint file (the first shard, for a combined checkpoint)
     config: Path | None  # a Mimi config.json, or None (Kyutai's files, or a converted file that embeds it)
     model_id: str
     revision: str | None = None
+    shards: list[Path] = field(default_factory=list)  # every file that holds the codec's tensors (default: weights)
+    prefix: str = ""  # where the codec's tensors are in a combined checkpoint ("codec_model.")
+    config_data: dict | None = None  # the codec's config inside a combined checkpoint's config.json
+
+    def __post_init__(self) -> None:
+        self.shards = self.shards or [self.weights]
+
+
+@dataclass
+class _Choice:
+    """What ``_choose`` picked from a listing."""
+
+    weights: list[str]
+    config: str | None = None
+    prefix: str = ""
+    config_data: dict | None = None
 
 
 @dataclass
@@ -58,8 +84,41 @@ class _Listing:
     folder: Path | None = None  # where the files already are (a local folder or cached snapshot)
 
 
-def _choose(listing: _Listing) -> tuple[str, str | None]:
-    """(weights file, Mimi config file or None) from a listing, by the rules in the module docstring."""
+def _combined(listing: _Listing, config: Any) -> _Choice | None:
+    """A transformers speech model's checkpoint with a Mimi inside: its config and the files holding its tensors
+    (from the shard index: the language model's shards are never read), or None for anything else."""
+    if not isinstance(config, dict):
+        return None
+    found = [
+        (key, prefix)
+        for key, prefix in COMBINED.items()
+        if isinstance(config.get(key), dict)
+        and is_model_config(config[key])
+        and config[key].get("model_type", "mimi") == "mimi"
+    ]
+    if not found:
+        return None
+    key, prefix = found[0]
+    codec = config[key]
+    files = set(listing.files)
+    if SHARD_INDEX in files:
+        index = listing.read_json(SHARD_INDEX)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict):
+            raise WeightsError(f"{listing.where}: {SHARD_INDEX} has no weight_map")
+        shards = sorted({str(f) for name, f in weight_map.items() if name.startswith(prefix)})
+    else:
+        shards = ["model.safetensors"] if "model.safetensors" in files else []
+    if not shards:
+        raise WeightsError(f"{listing.where}: config.json has a {key}, but no checkpoint file holds {prefix}* tensors")
+    missing = [f for f in shards if f not in files]
+    if missing:
+        raise ModelNotFoundError(f"{listing.where}: the checkpoint's shard {missing[0]} is not there")
+    return _Choice(shards, None, prefix, codec)
+
+
+def _choose(listing: _Listing) -> _Choice:
+    """The Mimi files of a listing, by the rules in the module docstring."""
     files = set(listing.files)
     config = listing.read_json("config.json") if "config.json" in files else None
     if isinstance(config, dict) and "mimi_name" in config:
@@ -71,13 +130,16 @@ def _choose(listing: _Listing) -> tuple[str, str | None]:
             )
         if name not in files:
             raise ModelNotFoundError(f"{listing.where}: config.json names Mimi file {name!r}, which is not there")
-        return name, None
+        return _Choice([name])
     for name in KYUTAI_MIMI_FILES:
         if name in files:
-            return name, None
+            return _Choice([name])
+    combined = _combined(listing, config)
+    if combined is not None:
+        return combined
     mimi_config = "config.json" if is_model_config(config) else None
     if "model.safetensors" in files and mimi_config:
-        return "model.safetensors", mimi_config
+        return _Choice(["model.safetensors"], mimi_config)
     candidates = (
         ["model.safetensors"]
         if "model.safetensors" in files
@@ -94,7 +156,7 @@ def _choose(listing: _Listing) -> tuple[str, str | None]:
         raise WeightsError(
             f"{listing.where}: {candidates[0]} is not a Mimi checkpoint (first tensors: {', '.join(sorted(names)[:3])})"
         ) from None
-    return candidates[0], mimi_config
+    return _Choice([candidates[0]], mimi_config)
 
 
 def safetensors_header(path: Path) -> tuple[list[str], dict]:
@@ -128,9 +190,16 @@ def _folder_listing(folder: Path, where: str) -> _Listing:
     )
 
 
+def _resolved(choice: _Choice, where, model_id: str, revision: str | None) -> ResolvedModel:
+    """``where(name)``: the local path of a listed file (downloading it from the hub if need be)."""
+    shards = [where(name) for name in choice.weights]
+    config = where(choice.config) if choice.config else None
+    return ResolvedModel(shards[0], config, model_id, revision, shards, choice.prefix, choice.config_data)
+
+
 def _from_folder(folder: Path, model_id: str, revision: str | None = None) -> ResolvedModel:
-    weights, config = _choose(_folder_listing(folder, str(folder)))
-    return ResolvedModel(folder / weights, folder / config if config else None, model_id, revision)
+    choice = _choose(_folder_listing(folder, str(folder)))
+    return _resolved(choice, lambda name: folder / name, model_id, revision)
 
 
 def _from_file(path: Path) -> ResolvedModel:
@@ -208,12 +277,12 @@ def _from_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> Reso
         if offline
         else _hub_listing(repo_id, revision, cache_dir)
     )
-    weights_name, config_name = _choose(listing)
-    if offline:
-        _check_cached_choice(listing, repo_id, weights_name, config_name, offline)
+    choice = _choose(listing)
+    if offline and not choice.prefix:
+        _check_cached_choice(listing, repo_id, choice.weights[0], choice.config, offline)
     if listing.folder is not None:
         folder = listing.folder
-        return ResolvedModel(folder / weights_name, folder / config_name if config_name else None, repo_id, revision)
+        return _resolved(choice, lambda name: folder / name, repo_id, revision)
     from huggingface_hub import hf_hub_download
 
     def fetch(name: str) -> Path:
@@ -222,8 +291,7 @@ def _from_hub(repo_id: str, revision: str | None, cache_dir: str | None) -> Reso
         except Exception as exc:
             raise ModelNotFoundError(f"cannot download {name} from {repo_id!r}: {_first_line(exc)}") from exc
 
-    config = fetch(config_name) if config_name else None
-    return ResolvedModel(fetch(weights_name), config, repo_id, revision)
+    return _resolved(choice, fetch, repo_id, revision)
 
 
 def _first_line(exc: BaseException) -> str:

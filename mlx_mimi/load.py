@@ -150,10 +150,7 @@ def load_model(
 def load_resolved(resolved: ResolvedModel, dtype: str | mx.Dtype | None = None, decoder: bool = True) -> nn.Module:
     """Load the files ``hub.resolve`` found (``decoder=False``: the encoder only)."""
     requested = parse_dtype(dtype)
-    try:
-        arrays, metadata = mx.load(str(resolved.weights), return_metadata=True)
-    except Exception as exc:
-        raise WeightsError(f"cannot read {resolved.weights}: {str(exc).splitlines()[0]}") from exc
+    arrays, metadata = _read_tensors(resolved)
     layout = detect_layout(list(arrays), metadata)
     model_type, config = _config_for(layout, metadata, resolved)
     entry = REGISTRY[model_type]
@@ -179,8 +176,32 @@ def load_resolved(resolved: ResolvedModel, dtype: str | mx.Dtype | None = None, 
     return codec
 
 
+def _read_tensors(resolved: ResolvedModel) -> tuple[dict[str, mx.array], dict]:
+    """The checkpoint's tensors (lazy: ``mx.load`` reads a tensor's bytes only when it is evaluated) and the first
+    file's metadata. In a combined checkpoint, only the tensors under the codec's prefix, the prefix removed: the
+    language model's tensors are never evaluated, so never read into memory."""
+    arrays: dict[str, mx.array] = {}
+    metadata: dict = {}
+    for i, path in enumerate(resolved.shards):
+        try:
+            tensors, meta = mx.load(str(path), return_metadata=True)
+        except Exception as exc:
+            raise WeightsError(f"cannot read {path}: {str(exc).splitlines()[0]}") from exc
+        metadata = meta if i == 0 else metadata
+        if not resolved.prefix:
+            arrays.update(tensors)
+            continue
+        arrays.update({k[len(resolved.prefix) :]: v for k, v in tensors.items() if k.startswith(resolved.prefix)})
+    if resolved.prefix and not arrays:
+        raise WeightsError(f"{resolved.weights}: no {resolved.prefix}* tensors")
+    return arrays, ({} if resolved.prefix else metadata)
+
+
 def _config_for(layout: str, metadata: dict, resolved: ResolvedModel):
     """(model type, its config or None where the source ships none) for a checkpoint of ``layout``."""
+    if resolved.config_data is not None:  # a combined checkpoint's codec_config
+        config = config_from_dict(resolved.config_data)
+        return config.model_type, config
     if layout == CONVERTED:
         if "config" not in metadata:
             raise WeightsError(f"{resolved.weights}: mlx-mimi file without its embedded config")

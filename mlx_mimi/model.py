@@ -72,10 +72,9 @@ class Mimi(Codec):
         x, down = self.downsample(x, state["downsample"], fresh=fresh, final=final, valid=valid)
         return x, {"seanet": seanet, "transformer": transformer, "downsample": down}
 
-    def decode_chunk(self, codes: mx.array, state: dict, schedule: Schedule) -> tuple[mx.array, dict]:
-        """codes (B, F, K) -> pcm (B, F * frame_size, 1) in the model dtype."""
-        latent = self.quantizer.decode(codes).astype(self.dtype)
-        x, up = self.upsample(latent, state["upsample"])
+    def decode_latent_chunk(self, latent: mx.array, state: dict, schedule: Schedule) -> tuple[mx.array, dict]:
+        """latent (B, F, hidden) float32 -> pcm (B, F * frame_size, 1) in the model dtype."""
+        x, up = self.upsample(latent.astype(self.dtype), state["upsample"])
         x, transformer = self.decoder_transformer(x, state["transformer"], schedule)
         if schedule.evaluation_points:
             mx.eval(x, transformer)

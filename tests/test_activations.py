@@ -57,7 +57,7 @@ def test_masked_softmax_matches_float64_softmax():
     rng = np.random.default_rng(0)
     for pos in (0, 500):  # a stream's start (keys before it masked) and a full window
         scores = (rng.standard_normal((1, 8, 64, 313)) * 4).astype(np.float32)
-        mask = np.array(window_mask(mx.array(pos), 64, 249))
+        mask = np.array(window_mask(mx.array([pos]), 64, 249))
         got = np.array(masked_softmax(mx.array(scores), mx.array(mask), fast=True))
         s = np.where(mask, scores.astype(np.float64), -np.inf)
         ref = np.exp(s - s.max(-1, keepdims=True))
@@ -81,7 +81,7 @@ def test_shared_rope_table_is_mlx_rope_bit_for_bit(pos, steps):
     """The CPU's one-table RoPE (layers/transformer.py) is MLX's CPU rope arithmetic, op for op: the same bits,
     here on q and k of a (3, B, H, L, D) q|k|v view as the attention takes them."""
     qkv = mx.random.normal((steps, 2, 3, 8, 64), key=mx.random.key(pos)).transpose(2, 1, 3, 0, 4)
-    offset = mx.array(pos, dtype=mx.int32)
+    offset = mx.array([pos, pos], dtype=mx.int32)  # one position per row (B = 2)
     with mx.stream(mx.cpu):
         got = rotate_half(qkv[:2], *rope_table(offset, steps, 64, 10_000.0))
         for i in range(2):
@@ -107,3 +107,22 @@ def test_elu_halves_are_elu_bit_for_bit_in_any_thread():
     worker.join()
     assert results == [(2, True)] * 4
     assert len(elu_halves(x, fast=True, split=False)) == 1  # the GPU schedule keeps one kernel
+
+
+def test_rows_have_their_own_positions():
+    """Per-row positions (a batched stream whose rows restarted at different times): each row's RoPE and window
+    are those of a stream of its own."""
+    qkv = mx.random.normal((7, 2, 3, 8, 64), key=mx.random.key(9)).transpose(2, 1, 3, 0, 4)
+    pos = mx.array([0, 300], dtype=mx.int32)
+    with mx.stream(mx.cpu):
+        got = rotate_half(qkv[:2], *rope_table(pos, 7, 64, 10_000.0))
+        batched = mx.fast.rope(qkv[0], 64, traditional=False, base=10_000.0, scale=1.0, offset=pos)
+        for row in range(2):
+            one = mx.fast.rope(qkv[0][row : row + 1], 64, traditional=False, base=10_000.0, scale=1.0, offset=pos[row])
+            assert (
+                mx.array_equal(got[0][row : row + 1], one).item() and mx.array_equal(batched[row : row + 1], one).item()
+            )
+    mask = np.array(window_mask(pos, 7, 249))
+    for row in range(2):
+        np.testing.assert_array_equal(mask[row], np.array(window_mask(pos[row : row + 1], 7, 249))[0])
+    assert mask[0, 0, 0, :249].sum() == 0 and mask[1, 0, 0, :249].all()  # row 0 starts fresh, row 1 sees its past

@@ -3,6 +3,7 @@ resume after a crash, and two processes under mlx.launch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -70,7 +71,8 @@ def test_the_batch_padding_never_reaches_a_clip(model, clips, single, monkeypatc
         batch[row, : lengths[row]] = clips[i]
 
     def run():
-        codes = model._run_encoder(mx.array(batch)[:, :, None], 32, model._codes_fn(32), lengths=lengths)
+        schedule = dataclasses.replace(model.current_schedule(), chunk_frames=32)
+        codes = model._run_encoder(mx.array(batch)[:, :, None], schedule, model._codes_fn(32), lengths=lengths)
         return np.array(codes.transpose(0, 2, 1))
 
     codes = run()

@@ -86,7 +86,7 @@ def test_a_step_is_one_compiled_call_per_group_of_frames(model, long_pcm):
     enc.step(long_pcm[: 11 * FRAME])
     assert calls == [11]
     groups = (MAX_FRAMES_PER_CALL, 11 - MAX_FRAMES_PER_CALL)
-    assert enc._used == {("encode", 8, 1, n, FRAME) for n in groups}
+    assert enc._used == {("encode", 8, 1, n, FRAME, enc.schedule, False) for n in groups}
 
 
 def test_empty_and_partial_chunks(model, long_pcm, offline_codes, long_latent):
@@ -182,7 +182,8 @@ def test_mlx_input_needs_no_host_sync(model, long_pcm, monkeypatch):
     can be synchronised (mx.eval, .item(), .tolist(), bool/int/float(), a numpy conversion in our modules)
     raises while they run. Results are scheduled with mx.async_eval; invalid values surface at
     check()/flush()/reset() instead."""
-    import mlx_mimi.model
+    import mlx_mimi.checks
+    import mlx_mimi.codec
     import mlx_mimi.streaming
 
     enc, dec = model.stream_encoder(num_codebooks=8), model.stream_decoder()
@@ -217,7 +218,8 @@ def test_mlx_input_needs_no_host_sync(model, long_pcm, monkeypatch):
     for method in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
         monkeypatch.setattr(mx.array, method, forbidden(f"mx.array.{method}"))
     monkeypatch.setattr(mlx_mimi.streaming, "np", NoMxNumpy())
-    monkeypatch.setattr(mlx_mimi.model, "np", NoMxNumpy())
+    monkeypatch.setattr(mlx_mimi.codec, "np", NoMxNumpy())
+    monkeypatch.setattr(mlx_mimi.checks, "np", NoMxNumpy())
     codes = enc.step(pcm)
     audio = dec.step(codes)
     bad = dec.step(mx.full((1, 8, 1), 5000, dtype=mx.int32))  # out of range: clamped in the graph, flagged

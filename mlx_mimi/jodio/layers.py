@@ -113,9 +113,9 @@ class ShortConvTranspose1d(WeightMatrix):
 
 
 def zero_before(x: mx.array, first: mx.array, start: int) -> mx.array:
-    """x (B, T, C) holds stream steps first .. first + T - 1: steps before ``start`` set to zero."""
-    keep = (first + mx.arange(x.shape[1])) >= start
-    return mx.where(keep[None, :, None], x, mx.zeros((1,), dtype=x.dtype))
+    """x (B, T, C) holds stream steps first[b] .. first[b] + T - 1 of each row: steps before ``start`` set to zero."""
+    keep = (first[:, None] + mx.arange(x.shape[1])) >= start
+    return mx.where(keep[:, :, None], x, mx.zeros((1,), dtype=x.dtype))
 
 
 class DilatedUnit(nn.Module):
@@ -167,7 +167,7 @@ class JodioEncoder(nn.Module):
 
     def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
         convs = [layer.initial_state(batch_size, dtype) for layer in self._convs()]
-        return {"samples": mx.array(0, dtype=mx.int32), "convs": convs}
+        return {"samples": mx.zeros((batch_size,), dtype=mx.int32), "convs": convs}  # per row
 
     def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
         first, steps = state["samples"], x.shape[1]
@@ -216,7 +216,7 @@ class JodioDecoder(nn.Module):
 
     def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
         convs = [layer.initial_state(batch_size, dtype) for layer in self._convs()]
-        return {"frames": mx.array(0, dtype=mx.int32), "convs": convs}
+        return {"frames": mx.zeros((batch_size,), dtype=mx.int32), "convs": convs}  # per row
 
     def __call__(self, x: mx.array, state: dict) -> tuple[mx.array, dict]:
         frames, count = state["frames"], x.shape[1]

@@ -79,10 +79,11 @@ class Jodio(Codec):
         x, transformer = self.encoder_transformer(self.pre_vq_proj(x), state["transformer"], schedule)
         return x, {"seanet": seanet, "transformer": transformer}
 
-    def decode_chunk(self, codes: mx.array, state: dict, schedule: Schedule) -> tuple[mx.array, dict]:
-        """codes (B, F, K) -> pcm (B, F * 1920, 1), ``decoder_delay`` samples behind ``decode``."""
-        latent = self.quantizer.decode(codes).astype(self.dtype)
-        x, transformer = self.decoder_transformer(self.repair_proj(latent), state["transformer"], schedule)
+    def decode_latent_chunk(self, latent: mx.array, state: dict, schedule: Schedule) -> tuple[mx.array, dict]:
+        """latent (B, F, 1028) float32 -> pcm (B, F * 1920, 1), ``decoder_delay`` samples behind ``decode``."""
+        x, transformer = self.decoder_transformer(
+            self.repair_proj(latent.astype(self.dtype)), state["transformer"], schedule
+        )
         size = tile_steps(schedule.seanet_tile_frames, 1)
         pcm, seanet = in_tiles(self.decoder, self.post_vq_proj(x), state["seanet"], size)
         return pcm, {"transformer": transformer, "seanet": seanet}

@@ -110,7 +110,7 @@ class CausalConv1d(WeightMatrix):
         valid: mx.array | None = None,
     ) -> tuple[mx.array, mx.array | None]:
         """``x``: (B, T, C_in), or a list of its time pieces (``activations.elu_halves``), joined by the
-        concatenation with the state. ``fresh``: bool scalar, true at a stream's start (replicate mode only).
+        concatenation with the state. ``fresh``: (B,) bool, true where a row's stream starts (replicate mode only).
 
         ``final``: this is the stream's last call; pad a partial last block as the reference does.
         T must be a multiple of the stride unless ``final``. ``valid`` (B,) int: steps of ``x`` that belong to
@@ -127,7 +127,7 @@ class CausalConv1d(WeightMatrix):
         if ctx == 0:  # 1x1 conv
             return self.product(parts[0], bias), None
         if self.pad_mode == "replicate" and fresh is not None:
-            state = mx.where(fresh, mx.repeat(parts[0][:, :1], ctx, axis=1), state)
+            state = mx.where(fresh[:, None, None], mx.repeat(parts[0][:, :1], ctx, axis=1), state)
         xp = mx.concatenate([state, *parts], axis=1)
         new_state = xp[:, -ctx:]
         t = xp.shape[1] - ctx

@@ -22,12 +22,13 @@ from .linear import Dense
 
 
 def rope_table(pos: mx.array, steps: int, head_dim: int, base: float) -> tuple[mx.array, mx.array]:
-    """cos and sin (steps, head_dim / 2) of the angles of positions pos .. pos + steps - 1: MLX's own formula
+    """cos and sin (B, 1, steps, head_dim / 2) of the angles of positions pos .. pos + steps - 1 of each row
+    (``pos`` (B,)), to broadcast over the heads: MLX's own formula
     (its CPU fallback's float32 ops in its order), so that ``rotate_half`` matches ``mx.fast.rope`` bit for bit."""
     half = head_dim // 2
-    positions = mx.arange(steps, dtype=mx.float32) + pos
+    positions = mx.arange(steps, dtype=mx.float32) + pos[:, None, None]  # (B, 1, steps)
     inv_freqs = mx.exp(mx.arange(0, -half, -1, dtype=mx.float32) * mx.array(math.log(base) / half, mx.float32))
-    theta = positions[:, None] * inv_freqs
+    theta = positions[..., None] * inv_freqs
     return mx.cos(theta), mx.sin(theta)
 
 
@@ -91,7 +92,7 @@ class Attention(nn.Module):
         else:  # block i's queries reach keys i .. i + block + context (schedule.py, attention_block)
             spans = [(i, i + block, i + block + context) for i in range(0, n, block)]
             parts = [
-                self._attend(q[:, :, i:j], keys[:, :, i:r], values[:, :, i:r], mask[i:j, i:r], schedule)
+                self._attend(q[:, :, i:j], keys[:, :, i:r], values[:, :, i:r], mask[..., i:j, i:r], schedule)
                 for i, j, r in spans
             ]
             h = mx.concatenate(parts, axis=2)
@@ -145,15 +146,16 @@ class TransformerLayer(nn.Module):
 
 
 def window_mask(pos: mx.array, steps: int, context: int) -> mx.array:
-    """(steps, context + steps) bool: query i (position pos + i) may see key j within the window.
+    """(B, 1, steps, context + steps) bool: in row b, query i (position pos[b] + i) may see key j in the window.
 
     Keys are the ``context`` cached steps (positions pos - context ...) then the new steps. A key is
     visible if it is not in the future, at most ``context`` steps back, and not before the stream start.
     """
-    q_pos = pos + mx.arange(steps)
-    k_pos = pos - context + mx.arange(context + steps)
-    delta = q_pos[:, None] - k_pos[None, :]
-    return (delta >= 0) & (delta <= context) & (k_pos[None, :] >= 0)
+    pos = pos[:, None, None, None]
+    q_pos = pos + mx.arange(steps)[:, None]
+    k_pos = pos - context + mx.arange(context + steps)[None, :]
+    delta = q_pos - k_pos
+    return (delta >= 0) & (delta <= context) & (k_pos >= 0)
 
 
 class Transformer(nn.Module):
@@ -173,7 +175,7 @@ class Transformer(nn.Module):
     def initial_state(self, batch_size: int, dtype: mx.Dtype) -> dict:
         shape = (batch_size, self._heads, self.context, self._head_dim)
         return {
-            "pos": mx.array(0, dtype=mx.int32),
+            "pos": mx.zeros((batch_size,), dtype=mx.int32),  # per row: a row's stream can restart alone
             "keys": [mx.zeros(shape, dtype=dtype) for _ in self.layers],
             "values": [mx.zeros(shape, dtype=dtype) for _ in self.layers],
         }
