@@ -86,7 +86,7 @@ def audio_batch(pcm: Any) -> mx.array:
     if shape[0] == 0 or shape[1] == 0:
         raise AudioError(f"audio is empty (shape {tuple(arr.shape)})")
     if isinstance(arr, np.ndarray):
-        arr = mx.array(arr.astype(np.float32, copy=False))
+        arr = mx.array(np.ascontiguousarray(arr, dtype=np.float32))  # any strides (a reversed view, say)
     return arr.reshape(shape[0], shape[1], 1)
 
 
@@ -142,7 +142,7 @@ def codes_array(
             raise CodesError(
                 f"codes out of range: values must be in [0, {codebook_size}), got [{arr.min()}, {arr.max()}]"
             )
-        arr = mx.array(arr.astype(np.int64))
+        arr = mx.array(np.ascontiguousarray(arr, dtype=np.int64))
     elif f and validate_values:
         lowest, highest = mx.min(arr).item(), mx.max(arr).item()
         if lowest < 0 or highest >= codebook_size:

@@ -422,7 +422,7 @@ class StreamEncoder(_Stream):
             return mx.array(np.ascontiguousarray(out.T))
         if not is_mx:
             checks.samples(arr)
-            return mx.array(arr.reshape(shape).astype(np.float32, copy=False))
+            return mx.array(np.ascontiguousarray(arr.reshape(shape), dtype=np.float32))  # any strides (pcm[::-1])
         checks.sample_dtype(arr.dtype)
         arr = arr.reshape(shape).astype(mx.float32)
         self._note_validity(mx.all(mx.isfinite(arr)))
