@@ -10,7 +10,8 @@ through its PLT, so there are two ways to give it OpenBLAS (~50x faster):
    checking that each one points into the bundled BLAS or libmlx's own lazy stub) to OpenBLAS's functions.
    Where that is impossible (read-only GOT, unknown ELF), one warning says how to fix it.
 
-``mlx_report()`` reads the slot back and names the library it points into, so what is reported is what MLX
+``mlx_gemm_library()`` (and ``blas_report()``) reads the slot back and names the library it points into, so what is
+reported is what MLX
 calls, not only what was loaded. ``MLX_MIMI_BLAS=off`` keeps the bundled BLAS; a path picks a library.
 """
 

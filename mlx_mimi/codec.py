@@ -29,13 +29,18 @@ from mlx.utils import tree_flatten
 from . import checks
 from .audio import resample
 from .config import CodecConfig
-from .errors import MimiError
+from .errors import AudioError, MimiError
 from .layers.linear import per_clip_matmuls
 from .schedule import Schedule, for_device
 from .streaming import StreamDecoder, StreamEncoder
 
 # encode_batch/decode_batch group clips so that padding adds at most this share of computed frames.
 PAD_WASTE = 0.25
+
+
+def _resampled_length(samples: int, rate: int, target: int) -> int:
+    """How many samples ``samples`` at ``rate`` become at ``target`` (soxr's whole-clip resampling)."""
+    return samples if rate == target else len(resample(np.zeros(samples, np.float32), rate, target))
 
 
 class Codec(nn.Module):
@@ -82,6 +87,12 @@ class Codec(nn.Module):
     def decoder_delay(self) -> int:
         """Samples a stream decoder's output runs behind ``decode``'s (0 unless the codec says otherwise)."""
         return 0
+
+    @classmethod
+    def dropped_prefixes(cls, encoder: bool, decoder: bool) -> tuple[str, ...]:
+        """Name prefixes of the parameters a model without its encoder and/or decoder does not have."""
+        dropped = () if encoder else tuple(f"{part}." for part in cls.ENCODER_PARTS)
+        return dropped + (() if decoder else tuple(f"{part}." for part in cls.DECODER_PARTS))
 
     def current_schedule(self) -> Schedule:
         return self.schedule if self.schedule is not None else for_device()
@@ -161,16 +172,27 @@ class Codec(nn.Module):
         return codes.transpose(0, 2, 1).astype(mx.int32)
 
     def _audio_in(self, pcm: Any, sample_rate: int | None, padding_mask: Any) -> tuple[mx.array, list[int] | None]:
-        """(B, T, 1) audio at the model's rate, and each clip's length where a padding mask gives them."""
+        """(B, T, 1) audio at the model's rate, and each clip's length where a padding mask gives them. Padding is
+        set to zero (a clip alone is padded with zeros); resampled clips keep the resampled T (``frame_mask``'s)."""
         rate = checks.sample_rate(sample_rate, self.sample_rate)
         audio = checks.audio_batch(pcm)
         lengths = None if padding_mask is None else checks.padding_lengths(padding_mask, audio.shape[:2])
+        if lengths is not None:
+            keep = mx.arange(audio.shape[1])[None, :] < mx.array(lengths)[:, None]
+            audio = mx.where(keep[:, :, None], audio, mx.zeros((1,), dtype=audio.dtype))
         if rate == self.sample_rate:
             return audio, lengths
         rows = np.array(audio[:, :, 0])
-        clips = [row if lengths is None else row[: lengths[i]] for i, row in enumerate(rows)]
-        clips = [resample(clip, rate, self.sample_rate) for clip in clips]
-        out = np.zeros((len(clips), max(len(c) for c in clips)), np.float32)
+        clips = [
+            resample(row if lengths is None else row[: lengths[i]], rate, self.sample_rate)
+            for i, row in enumerate(rows)
+        ]
+        total = _resampled_length(rows.shape[1], rate, self.sample_rate)
+        if min(len(c) for c in clips) == 0:
+            raise AudioError(
+                f"audio of {min(lengths or [rows.shape[1]])} samples at {rate} Hz is empty at {self.sample_rate} Hz"
+            )
+        out = np.zeros((len(clips), max(total, *(len(c) for c in clips))), np.float32)
         for i, clip in enumerate(clips):
             out[i, : len(clip)] = clip
         return mx.array(out)[:, :, None], None if lengths is None else [len(c) for c in clips]
@@ -182,10 +204,8 @@ class Codec(nn.Module):
         lengths = checks.padding_lengths(mask, mask.shape)
         rate = checks.sample_rate(sample_rate, self.sample_rate)
         if rate != self.sample_rate:
-            lengths = [len(resample(np.zeros(n, np.float32), rate, self.sample_rate)) for n in lengths]
-            total = len(resample(np.zeros(mask.shape[1], np.float32), rate, self.sample_rate))
-        else:
-            total = mask.shape[1]
+            lengths = [_resampled_length(n, rate, self.sample_rate) for n in lengths]
+        total = max(_resampled_length(mask.shape[1], rate, self.sample_rate), *lengths)
         frames = -(-total // self.frame_size)
         own = -(-np.asarray(lengths) // self.frame_size)
         return mx.array(np.arange(frames)[None, :] < own[:, None])
@@ -224,6 +244,9 @@ class Codec(nn.Module):
         rate = checks.sample_rate(sample_rate, self.sample_rate)
         if rate != self.sample_rate:
             pcms = [resample(p, rate, self.sample_rate) for p in pcms]
+            empty = next((i for i, p in enumerate(pcms) if not len(p)), None)
+            if empty is not None:
+                raise AudioError(f"clip {empty}: too short to leave a sample at {self.sample_rate} Hz")
         frames = [-(-len(p) // self.frame_size) for p in pcms]
         out: list[mx.array | None] = [None] * len(pcms)
         for group in self._clip_groups(frames, schedule):

@@ -233,6 +233,8 @@ class MimiConfig(CodecConfig):
                 f"num_semantic_quantizers must be in [1, num_quantizers); got {self.num_semantic_quantizers} "
                 f"of {self.num_quantizers}"
             )
+        if self.use_conv_shortcut:
+            raise ConfigError("use_conv_shortcut=true is not supported (Mimi uses identity skips)")
         if not self.use_causal_conv:
             raise ConfigError("mlx-mimi implements the causal Mimi only (use_causal_conv=true)")
         if self.audio_channels != 1:

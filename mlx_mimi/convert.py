@@ -22,7 +22,7 @@ from .corpus import same_file
 from .errors import MimiError
 from .hub import resolve
 from .load import dtype_name, load_resolved, parse_dtype
-from .quantize import parse_keep_float, quantize_model
+from .quantize import parse_keep_float, quantize_model, without_prefixes
 
 
 def convert(
@@ -76,9 +76,9 @@ def write_converted(mimi, output: str | Path, encoder: bool = True, decoder: boo
     config = dataclasses.replace(mimi.config)
     config.has_encoder = config.has_encoder and encoder
     config.has_decoder = config.has_decoder and decoder
-    dropped = () if config.has_encoder else tuple(f"{part}." for part in mimi.ENCODER_PARTS)
-    dropped += () if config.has_decoder else tuple(f"{part}." for part in mimi.DECODER_PARTS)
+    dropped = mimi.dropped_prefixes(config.has_encoder, config.has_decoder)
     weights = {k: v for k, v in tree_flatten(mimi.parameters()) if not k.startswith(dropped or ("\0",))}
+    config.quantization = without_prefixes(config.quantization, dropped)
     config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True)
     source = getattr(mimi, "source", {}) or {}
     metadata = {

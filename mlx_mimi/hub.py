@@ -315,7 +315,11 @@ def _hub_listing(repo_id: str, revision: str | None, cache_dir: str | None) -> _
         raise ModelNotFoundError(f"cannot list hub repo {repo_id!r}: {_first_line(exc)}") from exc
 
     def read_json(name: str) -> Any:
-        return _read_json(Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir)))
+        try:
+            path = Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=cache_dir))
+        except Exception as exc:  # gated, HTTP errors: one line naming the repo and file
+            raise ModelNotFoundError(f"cannot download {name} from {repo_id!r}: {_first_line(exc)}") from exc
+        return _read_json(path)
 
     def header(name: str) -> tuple[list[str], dict]:
         try:

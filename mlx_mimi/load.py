@@ -24,11 +24,13 @@ from .jodio.config import JodioConfig
 from .jodio.model import Jodio
 from .model import Mimi
 from .quantize import (
+    check_quantize_arguments,
     check_quantized_tensors,
     expect_quantized,
     parse_keep_float,
     quantize_model,
     warn_if_quantized_on_cpu,
+    without_prefixes,
 )
 
 
@@ -138,8 +140,10 @@ def load_model(
     ``quantize=8`` (or 4, ...) quantizes a float checkpoint on load (``quantize.quantize_model``).
     ``decoder=False`` loads the encoder only (a tokenizer; a JODIO checkpoint without the decoder repair).
     """
-    parse_dtype(dtype)  # before any I/O: a bad argument fails at once
+    parse_dtype(dtype)  # before any I/O: bad arguments fail at once
     keep_float = parse_keep_float(keep_float)
+    if quantize is not None:
+        check_quantize_arguments(quantize, group_size)
     codec = load_resolved(resolve(model, revision=revision, cache_dir=cache_dir), dtype, decoder=decoder)
     if quantize is not None:
         quantize_model(codec, quantize, group_size, keep_float)
@@ -156,10 +160,14 @@ def load_resolved(resolved: ResolvedModel, dtype: str | mx.Dtype | None = None, 
     entry = REGISTRY[model_type]
     if config is None:
         config = entry.default_config(layout, str(resolved.weights))
+    dropped = ()
     if not decoder:
         if not config.has_encoder:
             raise MimiError(f"{resolved.weights} holds no encoder: it cannot be loaded without its decoder")
-        config.has_decoder = False
+        if config.has_decoder:
+            config.has_decoder = False
+            dropped = entry.model.dropped_prefixes(True, False)
+            config.quantization = without_prefixes(config.quantization, dropped)
     if layout != CONVERTED:
         entry.check_source(set(arrays), config)
     stored = parse_dtype(metadata.get("dtype")) if layout == CONVERTED else None
@@ -168,6 +176,7 @@ def load_resolved(resolved: ResolvedModel, dtype: str | mx.Dtype | None = None, 
         expect_quantized(codec)
         warn_if_quantized_on_cpu(codec)
     if layout == CONVERTED:
+        arrays = {k: v for k, v in arrays.items() if not k.startswith(dropped or ("\0",))}
         weights = entry.upgrade(arrays, config, metadata.get("format_version", "1"))  # ours: no numpy trip
     else:
         weights = entry.sanitize({k: np.array(v.astype(mx.float32)) for k, v in arrays.items()}, config, layout)

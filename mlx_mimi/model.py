@@ -27,8 +27,6 @@ class Mimi(Codec):
 
     def __init__(self, config: MimiConfig, dtype: mx.Dtype = mx.float32):
         super().__init__(config, dtype)
-        if config.use_conv_shortcut:
-            raise ValueError("use_conv_shortcut=true is not supported (Mimi uses identity skips)")
         stride = config.downsample_stride
         d = config.hidden_size
         if config.has_encoder:

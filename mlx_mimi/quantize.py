@@ -65,6 +65,13 @@ def quantizable_layers(model: nn.Module, group_size: int, keep_float: tuple[str,
     return out
 
 
+def check_quantize_arguments(bits, group_size) -> None:
+    if bits not in QUANT_BITS or isinstance(bits, bool):
+        raise MimiError(f"quantize must be one of {', '.join(map(str, QUANT_BITS))} bits, got {bits!r}")
+    if group_size not in QUANT_GROUP_SIZES or isinstance(group_size, bool):
+        raise MimiError(f"group_size must be one of {', '.join(map(str, QUANT_GROUP_SIZES))}, got {group_size!r}")
+
+
 def quantize_model(model: nn.Module, bits: int, group_size: int = 64, keep_float=None) -> nn.Module:
     """Quantize a float model in place (MLX affine kernels) and record it in ``model.config.quantization``.
 
@@ -72,10 +79,7 @@ def quantize_model(model: nn.Module, bits: int, group_size: int = 64, keep_float
     keep_float = parse_keep_float(keep_float)
     if model.config.quantization is not None:
         raise MimiError("this model is already quantized")
-    if bits not in QUANT_BITS or isinstance(bits, bool):
-        raise MimiError(f"quantize must be one of {', '.join(map(str, QUANT_BITS))} bits, got {bits!r}")
-    if group_size not in QUANT_GROUP_SIZES or isinstance(group_size, bool):
-        raise MimiError(f"group_size must be one of {', '.join(map(str, QUANT_GROUP_SIZES))}, got {group_size!r}")
+    check_quantize_arguments(bits, group_size)
     names = {n for n, _ in model.named_modules()}
     unknown = [k for k in keep_float if k not in names and k not in DEFAULT_KEEP_FLOAT]  # encoder-only lacks "decoder"
     if unknown:
@@ -88,6 +92,13 @@ def quantize_model(model: nn.Module, bits: int, group_size: int = 64, keep_float
     model.config.quantization = {"bits": bits, "group_size": group_size, "mode": "affine", "modules": sorted(layers)}
     warn_if_quantized_on_cpu(model)
     return model
+
+
+def without_prefixes(quantization: dict | None, dropped: tuple[str, ...]) -> dict | None:
+    """A quantization record without the layers under ``dropped`` prefixes (a half of the model left out)."""
+    if quantization is None or not dropped:
+        return quantization
+    return {**quantization, "modules": [m for m in quantization["modules"] if not (m + ".").startswith(dropped)]}
 
 
 def expect_quantized(model: nn.Module) -> None:

@@ -210,9 +210,13 @@ class _Stream:
         return None if mask.all() else mx.array(mask)
 
     def _rows(self, rows: Any) -> list[int]:
-        rows = [rows] if isinstance(rows, (int, np.integer)) and not isinstance(rows, bool) else list(rows)
-        if not rows or any(isinstance(r, bool) or not isinstance(r, (int, np.integer)) for r in rows):
-            raise MimiError(f"rows must be row indices, got {rows!r}")
+        single = isinstance(rows, (int, np.integer)) and not isinstance(rows, (bool, np.bool_))
+        try:
+            rows = [rows] if single else list(rows)
+        except TypeError:
+            raise MimiError(f"rows must be a row index or a list of them, got {rows!r}") from None
+        if not rows or any(isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, np.integer)) for r in rows):
+            raise MimiError(f"rows must be a row index or a list of them, got {rows!r}")
         bad = [r for r in rows if not 0 <= r < self.batch_size]
         if bad or len(set(rows)) != len(rows):
             raise MimiError(f"rows must be distinct indices in [0, {self.batch_size}), got {rows!r}")
@@ -288,19 +292,20 @@ class _Stream:
             leaves = dict(_leaves(self.state))
             if set(leaves) != set(snapshot.arrays):
                 raise MimiError("the snapshot's state does not fit this stream (another codec or configuration)")
-            mask = np.zeros(self.batch_size, np.bool_)
-            mask[picked] = True
+            for path, leaf in leaves.items():
+                value = snapshot.arrays[path]
+                if value.shape[1:] != tuple(leaf.shape[1:]) or value.shape[0] != len(picked):
+                    raise MimiError(f"the snapshot's {path} is {value.shape}, this stream's is {tuple(leaf.shape)}")
+            self._check_extra(snapshot.meta, rows is None)  # everything is checked before anything changes
 
             def put(path: str, leaf: mx.array) -> mx.array:
-                value = snapshot.arrays[path]
-                if value.shape[1:] != tuple(leaf.shape[1:]):
-                    raise MimiError(f"the snapshot's {path} is {value.shape}, this stream's is {tuple(leaf.shape)}")
                 full = np.array(leaf.astype(mx.float32) if leaf.dtype == mx.bfloat16 else leaf)
-                full[picked] = value
+                full[picked] = snapshot.arrays[path]
                 return mx.array(full).astype(leaf.dtype)
 
-            self._restore_extra(snapshot.meta, picked, rows is None)
-            self.state = _replace(self.state, put)
+            state = _replace(self.state, put)
+            self._restore_extra(snapshot.meta, rows is None)
+            self.state = state
             if rows is None:
                 self.frames = int(snapshot.meta["frames"])
             mx.eval(self.state)
@@ -308,7 +313,10 @@ class _Stream:
     def _extra_meta(self, rows: list[int] | None) -> dict:
         return {}
 
-    def _restore_extra(self, meta: dict, rows: list[int], whole: bool) -> None:
+    def _check_extra(self, meta: dict, whole: bool) -> None:
+        """Raise where this stream cannot take the snapshot's other fields (nothing is changed yet)."""
+
+    def _restore_extra(self, meta: dict, whole: bool) -> None:
         pass
 
     @property
@@ -358,12 +366,12 @@ class StreamEncoder(_Stream):
 
     def reset(self, rows: Any = None) -> None:
         """Back to a fresh stream (compiled steps are kept); ``rows``: only those rows (a user leaves, another
-        joins), which needs the pushes so far to have been whole frames (nothing pending). Raises first if invalid
-        MLX input is pending."""
+        joins), which needs the pushes so far to have been whole frames (nothing pending). Raises (after the reset)
+        if invalid MLX input was pending."""
         with self._lock:
+            picked = None if rows is None else self._rows(rows)
             self._valid, pending_check = None, self._valid
-            if rows is not None:
-                picked = self._rows(rows)
+            if picked is not None:
                 if self.pending_samples or self._resampler is not None:
                     raise MimiError(
                         "resetting some rows needs a stream at a frame boundary without resampling: push whole frames "
@@ -380,7 +388,7 @@ class StreamEncoder(_Stream):
                 self.flushed = False
                 mx.eval(self.state, self._pending)  # portable: no lazy graph tied to this thread
             if pending_check is not None and not bool(pending_check.item()):
-                raise MimiError(self._invalid_message)
+                raise self._invalid_error(self._invalid_message)
 
     def warmup(self) -> None:
         """Trace and compile the one-frame step in this thread, on a throwaway state (this stream is untouched)."""
@@ -416,6 +424,7 @@ class StreamEncoder(_Stream):
                 f"B={self.batch_size}" + (" or (n,)" if self.batch_size == 1 else "")
             )
         if self._resampler is not None:  # soxr works on the host: MLX input is read back
+            checks.sample_dtype(arr.dtype)
             arr = np.array(arr.astype(mx.float32)) if is_mx else arr
             checks.samples(arr)
             out = self._resampler.resample_chunk(arr.reshape(shape).T.astype(np.float32, copy=False))
@@ -444,6 +453,13 @@ class StreamEncoder(_Stream):
                 raise MimiError("this stream was flushed (ended): call reset() to start a new one")
             mask = self._active(active)
             chunk = self._as_batch(pcm)
+            if mask is not None and (
+                self._resampler is not None or self.pending_samples or chunk.shape[1] % self.model.frame_size
+            ):
+                raise MimiError(
+                    "a step with an active mask takes whole frames at the model's rate, with nothing pending: an "
+                    "idle row's samples must not wait in the buffer for its next frame"
+                )
             self._samples += chunk.shape[1]
             pending = mx.concatenate([self._pending, chunk], axis=1) if self.pending_samples else chunk
             size = self.model.frame_size
@@ -503,16 +519,22 @@ class StreamEncoder(_Stream):
         pending = np.array(self._pending).tolist() if rows is None else []
         return {"samples": self._samples, "pending": pending, "flushed": self.flushed}
 
-    def _restore_extra(self, meta: dict, rows: list[int], whole: bool) -> None:
+    def _check_extra(self, meta: dict, whole: bool) -> None:
         if self._resampler is not None:
             raise MimiError("a resampling stream cannot restore a snapshot")
         if whole:
-            self._pending = mx.array(np.array(meta["pending"], np.float32).reshape(self.batch_size, -1))
-            self._samples, self.flushed = int(meta["samples"]), bool(meta["flushed"])
-        elif self.pending_samples:
+            return
+        if self.pending_samples:
             raise MimiError(
                 f"restoring some rows needs this stream at a frame boundary ({self.pending_samples} pending)"
             )
+        if np.asarray(meta.get("pending", [])).size:
+            raise MimiError("the snapshot has samples pending mid-frame: restore it whole (rows=None)")
+
+    def _restore_extra(self, meta: dict, whole: bool) -> None:
+        if whole:
+            self._pending = mx.array(np.array(meta["pending"], np.float32).reshape(self.batch_size, -1))
+            self._samples, self.flushed = int(meta["samples"]), bool(meta["flushed"])
 
 
 class StreamDecoder(_Stream):
@@ -526,6 +548,9 @@ class StreamDecoder(_Stream):
     def __init__(self, model, batch_size: int = 1, latent: bool = False):
         model._need("decoder")
         self.latent = bool(latent)
+        if self.latent:
+            self._invalid_message = "latents pushed into the stream held NaN or infinite values"
+            self._invalid_error = MimiError
         super().__init__(model, batch_size, None)
         self.reset()
 
@@ -533,11 +558,13 @@ class StreamDecoder(_Stream):
         return self.model.decoder_state(self.batch_size)
 
     def reset(self, rows: Any = None) -> None:
-        """Back to a fresh stream; ``rows``: only those rows."""
+        """Back to a fresh stream; ``rows``: only those rows. Raises (after the reset) if invalid MLX input was
+        pending."""
         with self._lock:
+            picked = None if rows is None else self._rows(rows)
             self._valid, pending_check = None, self._valid
-            if rows is not None:
-                self._reset_rows(self._rows(rows))
+            if picked is not None:
+                self._reset_rows(picked)
             else:
                 self.state = self._initial_state()
                 self.frames = 0
@@ -559,12 +586,18 @@ class StreamDecoder(_Stream):
             self.state, self.frames, self._used = saved[0], saved[1], saved[2] | self._used
 
     def _latents(self, latent: Any) -> mx.array:
+        """(B, n, dim) floats; NumPy checked here, MLX arrays in the graph (no host sync: an error at check())."""
         arr = latent if isinstance(latent, mx.array) else np.asarray(latent)
         dim = self.model.latent_dim
         if arr.ndim != 3 or arr.shape[0] != self.batch_size or arr.shape[2] != dim:
             raise MimiError(f"latents must be (B={self.batch_size}, n, {dim}), got {tuple(arr.shape)}")
-        checks.samples(arr)  # finite floats
-        return arr.astype(mx.float32) if isinstance(arr, mx.array) else mx.array(arr.astype(np.float32))
+        if not isinstance(arr, mx.array):
+            return checks.latent(arr, dim) if arr.shape[1] else mx.array(arr.astype(np.float32))
+        if not mx.issubdtype(arr.dtype, mx.floating):
+            raise MimiError(f"latents must be floating point, got dtype {arr.dtype}")
+        arr = arr.astype(mx.float32)
+        self._note_validity(mx.all(mx.isfinite(arr)))
+        return arr
 
     def step(self, codes: Any, active: Any = None) -> mx.array:
         """codes: (B, K, n) int (or latents (B, n, dim)), n >= 0 -> audio (B, 1, 1920 n) float32 (lazy).

@@ -86,27 +86,36 @@ class TrainSettings:
     keep_checkpoints: int = 2
 
     def __post_init__(self) -> None:
-        self.heads = tuple(self.heads)
-        self.betas = tuple(self.betas)
+        if isinstance(self.heads, str):  # "content,prosody", as the CLI writes it
+            self.heads = tuple(h.strip() for h in self.heads.split(",") if h.strip())
+        try:
+            self.heads, self.betas = tuple(self.heads), tuple(self.betas)
+        except TypeError:
+            raise MimiError("heads must be head names and betas two numbers") from None
         unknown = [h for h in self.heads if h not in HEADS]
-        if unknown or not self.heads:
+        if unknown or not self.heads or len(set(self.heads)) != len(self.heads):
             raise MimiError(f"heads must be among {', '.join(HEADS)}, got {self.heads!r}")
+        for name in ("steps", "accumulate", "distill_dim", "wavlm_dim", "checkpoint_every", "keep_checkpoints", "seed"):
+            value, low = getattr(self, name), 0 if name in ("steps", "seed") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise MimiError(f"{name} must be an int >= {low}, got {value!r}")
         for name in ("content_lr", "prosody_lr", "acoustic_lr", "bridge_lr"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise MimiError(f"{name} must be a positive number, got {value!r}")
-        for name in ("accumulate", "distill_dim", "wavlm_dim", "checkpoint_every", "keep_checkpoints"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise MimiError(f"{name} must be a positive int, got {value!r}")
-        if self.steps < 0:
-            raise MimiError(f"steps must be >= 0, got {self.steps}")
-        for name in ("wavlm_weight", "commitment_weight", "dead_code_threshold"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+            if not _number(getattr(self, name)) or getattr(self, name) <= 0:
+                raise MimiError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        for name in ("wavlm_weight", "commitment_weight", "dead_code_threshold", "weight_decay"):
+            if not _number(getattr(self, name)) or getattr(self, name) < 0:
                 raise MimiError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+        if not _number(self.decay) or not 0 < self.decay < 1:
+            raise MimiError(f"decay must be in (0, 1), got {self.decay!r}")
+        if len(self.betas) != 2 or not all(_number(b) and 0 <= b < 1 for b in self.betas):
+            raise MimiError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
 
     def lr(self, head: str) -> float:
         return getattr(self, f"{head}_lr")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass

@@ -201,3 +201,41 @@ def test_decoder_rows(model, speech_long):
     assert_audio_contract(again[1:], alone, "decoder row 1 after its reset vs alone")
     whole = np.array(model.stream_decoder().step(codes[:1, :, :40]))
     assert_audio_contract(np.concatenate([first[:1], again[:1]], axis=-1), whole, "decoder row 0 undisturbed")
+
+
+def test_row_and_snapshot_misuse_is_refused_before_anything_changes(model, speech_long):
+    enc = model.stream_encoder(batch_size=2, num_codebooks=8)
+    enc.step(np.zeros((2, 3 * FRAME + 100), np.float32))  # 100 samples pending
+    whole = enc.snapshot()
+    other = model.stream_encoder(batch_size=2, num_codebooks=8)
+    with pytest.raises(MimiError, match="restore it whole"):
+        other.restore(whole, rows=[0, 1])  # the pending samples could not travel with rows
+    with pytest.raises(MimiError, match="active mask takes whole frames"):
+        enc.step(np.zeros((2, FRAME), np.float32), active=[True, False])
+    for bad in (True, 1.5, "0", [0, 0], [5]):
+        with pytest.raises(MimiError, match="rows must be"):
+            enc.snapshot(rows=bad)
+    # a snapshot of another shape changes nothing
+    before = enc.snapshot()
+    wrong = StreamSnapshot({k: v[:, :1] if v.ndim > 1 else v for k, v in whole.arrays.items()}, dict(whole.meta))
+    with pytest.raises(MimiError, match="the snapshot's"):
+        enc.restore(wrong)
+    after = enc.snapshot()
+    assert all(np.array_equal(before.arrays[k], after.arrays[k]) for k in before.arrays)
+    assert before.meta == after.meta
+
+
+def test_resampled_padding_masks_and_short_clips(model, speech_long):
+    lengths = [16_000 * 2 + 5, 16_000]
+    batch = np.zeros((2, 16_000 * 3), np.float32)  # padded past the longest clip, as padding="max_length" does
+    mask = np.zeros_like(batch, dtype=np.int64)
+    for i, n in enumerate(lengths):
+        batch[i, :n] = resample(speech_long[: 3 * SR], SR, 16_000)[:n]
+        mask[i, :n] = 1
+    codes = model.encode(batch, sample_rate=16_000, padding_mask=mask)
+    frames = model.frame_mask(mask, sample_rate=16_000)
+    assert frames.shape == (2, codes.shape[-1])
+    with pytest.raises(AudioError, match="empty"):
+        model.encode(np.zeros(10, np.float32), sample_rate=768_000)
+    with pytest.raises(AudioError, match="too short"):
+        model.encode_batch([np.zeros(10, np.float32)], sample_rate=768_000)

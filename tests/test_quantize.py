@@ -175,3 +175,20 @@ def test_keep_float_spellings(model_folder):
     assert everything == quantized(()) and default < everything
     assert any(name.startswith("encoder.") for name in everything)
     assert quantized("encoder,decoder") == default == quantized(["encoder", "decoder"])
+
+
+def test_halves_of_a_quantized_model(model_folder, converted_folder, tmp_path, pcm):
+    """`convert --quantize 4 --encoder-only` (the README's example) loads; a converted folder loads encoder-only."""
+    folder = convert(model_folder, tmp_path / "q4-enc", quantize=4, decoder=False)
+    encoder = mlx_mimi.load(folder)
+    assert encoder.config.has_decoder is False
+    assert not any(m.startswith("decoder") for m in encoder.config.quantization["modules"])
+    assert np.array(encoder.encode(pcm[:24_000])).shape[1] == 32
+    q8 = convert(model_folder, tmp_path / "q8", quantize=8)
+    for source in (converted_folder, q8):
+        half = mlx_mimi.load(source, decoder=False)
+        np.testing.assert_array_equal(
+            np.array(half.encode(pcm[:48_000])), np.array(mlx_mimi.load(source).encode(pcm[:48_000]))
+        )
+        with pytest.raises(MimiError, match="without its decoder"):
+            half.decode(np.zeros((1, 8, 2), np.int64))

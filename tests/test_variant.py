@@ -499,3 +499,21 @@ def test_non_finite_training_stops_before_saving(model, latent, tmp_path):
     (data / "a.npz").write_bytes(b"not a zip file")
     with pytest.raises(mlx_mimi.MimiError, match="a.npz: "):
         next(npz_batches(variant, data, 1))
+
+
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("decay", 1.5, "decay must be in"),
+        ("betas", (0.8,), "betas must be two numbers"),
+        ("seed", -1, "seed must be an int"),
+        ("steps", "5", "steps must be an int"),
+        ("wavlm_weight", "x", "wavlm_weight must be a finite number"),
+        ("heads", "content,content", "heads must be among"),
+    ],
+)
+def test_bad_training_settings(setting, value, message):
+    kwargs = {"steps": 1, setting: value}
+    with pytest.raises(MimiError, match=message):
+        TrainSettings(**kwargs)
+    assert TrainSettings(steps=1, heads="content,prosody").heads == ("content", "prosody")

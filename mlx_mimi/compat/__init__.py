@@ -4,6 +4,8 @@ or ``import mlx_mimi.compat.moshi_mlx as moshi_mlx`` runs a script written for t
 import sys
 from importlib import import_module
 
+from ..errors import MimiError
+
 PACKAGES = ("rustymimi", "moshi_mlx")
 
 
@@ -12,7 +14,7 @@ def install(*names: str) -> None:
     scripts you would rather not edit: ``mlx_mimi.compat.install()`` before they import (default: both)."""
     for name in names or PACKAGES:
         if name not in PACKAGES:
-            raise ValueError(f"no drop-in for {name!r}; there are: {', '.join(PACKAGES)}")
+            raise MimiError(f"no drop-in for {name!r}; there are: {', '.join(PACKAGES)}")
         module = import_module(f"{__name__}.{name}")
         sys.modules[name] = module
         if name == "moshi_mlx":

@@ -80,16 +80,6 @@ class SEANetEncoder(nn.Module):
     def initial_state(self, batch_size: int, dtype: mx.Dtype) -> State:
         return [layer.initial_state(batch_size, dtype) for layer in self._convs()]
 
-    @property
-    def receptive_field(self) -> int:
-        """Input samples one output step depends on (4280 for Mimi)."""
-        field, stride = 1, 1
-        for layer in self._convs():
-            conv = layer.conv1 if isinstance(layer, ResidualBlock) else layer
-            field += (conv.kernel_size - 1) * conv.dilation * stride
-            stride *= conv.stride
-        return field
-
     def tail_start(self, stages: int) -> int:
         """Index in ``_convs()`` of the first layer of the last ``stages`` stages (the final conv follows them)."""
         per_stage = 1 + len(self.stages[0].residuals)
