@@ -319,14 +319,17 @@ class Codec(nn.Module):
         nearest codebook entries, as ``encode`` searches them. Evaluated."""
         k = self.check_num_codebooks(num_codebooks)
         latent = self._check_latent(latent)
-        codes = self.quantizer.encode_compiled(latent, k).transpose(0, 2, 1).astype(mx.int32)
+        with per_clip_matmuls():  # a latent batched with others gets the codes it gets alone
+            codes = self.quantizer.encode_compiled(latent, k).transpose(0, 2, 1).astype(mx.int32)
         mx.eval(codes)
         return codes
 
     def dequantize(self, codes: Any) -> mx.array:
         """Codes (B, K, F) -> the latent (B, F, dim) float32 they stand for (the sum of the codebooks' entries
         through the output projections): ``decode_latent(dequantize(c))`` is ``decode(c)``. Evaluated."""
-        latent = self.quantizer.decode(self.check_codes(codes))
+        codes = self.check_codes(codes)
+        with per_clip_matmuls():
+            latent = self.quantizer.decode(codes)
         mx.eval(latent)
         return latent
 
@@ -390,7 +393,9 @@ class Codec(nn.Module):
 
     def _decode(self, codes: mx.array, schedule: Schedule) -> mx.array:
         """Checked codes (B, F, K) -> audio (B, 1, F * frame_size)."""
-        return self._decode_latent(self.quantizer.decode(codes), schedule)
+        with per_clip_matmuls():  # the output projections too: batched clips decode as they do alone
+            latent = self.quantizer.decode(codes)
+        return self._decode_latent(latent, schedule)
 
     def _decode_latent(self, latent: mx.array, schedule: Schedule) -> mx.array:
         chunk = schedule.chunk_frames

@@ -22,6 +22,9 @@ import pytest
 from contract import assert_audio_contract, assert_contract
 
 import mlx_mimi
+import mlx_mimi.layers.conv
+import mlx_mimi.layers.linear
+import mlx_mimi.layers.quantizer
 
 FRAME, SR = 1920, 24_000
 CPU_BACKEND = mx.default_device() == mx.cpu
@@ -115,6 +118,35 @@ def test_batched_equals_single(model, speech_minute, monkeypatch, seconds, batch
     if CPU_BACKEND:
         np.testing.assert_array_equal(batched, single)
         np.testing.assert_array_equal(audio_batched, audio_single)
+
+
+def test_offline_products_use_per_clip_shapes(model_folder, speech_long, monkeypatch):
+    """Why batched equals single on any CPU, not only on this one's BLAS: every product of an offline call runs with
+    a clip's own row count (``per_clip_matmuls``), so no BLAS sees another matrix size for a batched clip. A BLAS
+    whose small-row kernels round differently (OpenBLAS with AVX-512) would otherwise give other audio in the last
+    bit; here every product that carries a batch is recorded, with its mode, while the graphs are built."""
+    products = []
+    original = mlx_mimi.layers.linear.matmul
+
+    def recording(x, w_t, bias=None):
+        if x.ndim == 3 and x.shape[0] > 1:
+            products.append(mlx_mimi.layers.linear.per_clip_active())
+        return original(x, w_t, bias)
+
+    for module in (mlx_mimi.layers.linear, mlx_mimi.layers.conv, mlx_mimi.layers.quantizer):
+        monkeypatch.setattr(module, "matmul", recording)
+    model = mlx_mimi.load(model_folder)  # fresh: its compiled searches are traced while recorded
+    model.schedule = dataclasses.replace(mlx_mimi.cpu_schedule(), chunk_frames=32, frames_per_pass=96)  # 3 per pass
+    pcm = clips(speech_long, 3, 4.0)
+    codes = model.encode(pcm, num_codebooks=8)
+    latent = model.encode_latent(pcm)
+    model.quantize(latent, 8)
+    model.decode(codes)
+    model.decode_latent(model.dequantize(codes))
+    model.decode(codes, length=pcm.shape[-1])
+    # SEANet convs, transformer projections, searches and output projections of both directions
+    assert len(products) > 100, len(products)
+    assert all(products), f"{products.count(False)} of {len(products)} batched products folded the clips together"
 
 
 def test_stream_vs_offline_on_a_minute(model, speech_minute):

@@ -35,6 +35,12 @@ def per_clip_matmuls() -> Iterator[None]:
         _PER_CLIP.reset(token)
 
 
+def per_clip_active() -> bool:
+    """Whether this thread is inside ``per_clip_matmuls()``: compiled code traced in one mode is not reused in
+    the other (its products' shapes differ)."""
+    return _PER_CLIP.get()
+
+
 def matmul(x: mx.array, w_t: mx.array, bias: mx.array | None = None) -> mx.array:
     """``x @ w_t (+ bias)`` for x (B, T, K) or (T, K) and w_t (K, N)."""
     if x.ndim == 3 and x.shape[0] > 1 and _PER_CLIP.get():

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..compiled import CompiledLRU
 from ..config import QuantizerConfig
-from .linear import matmul
+from .linear import matmul, per_clip_active
 
 
 def _nearest_of_two(x: mx.array, book: mx.array, candidates: mx.array) -> mx.array:
@@ -104,7 +104,8 @@ class _CompiledSearch(nn.Module):
         raise NotImplementedError
 
     def encode_compiled(self, latent: mx.array, num_codebooks: int) -> mx.array:
-        return self._search((tuple(latent.shape), latent.dtype, num_codebooks), latent, num_codebooks)
+        key = (tuple(latent.shape), latent.dtype, num_codebooks, per_clip_active())
+        return self._search(key, latent, num_codebooks)
 
 
 class SplitResidualVQ(_CompiledSearch):
