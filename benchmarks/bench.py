@@ -227,7 +227,6 @@ def print_offline(results: list[dict]) -> None:
     print("| implementation | clip | codebooks | encode RTF | decode RTF |")
     print("|---|---|---|---|---|")
     labels = [r["label"] for r in results if r["offline"]]
-    impl_of = {r["label"]: r["impl"] for r in results}
     cells = sorted({key[1:] for key in rows})
     for seconds, k in cells:
         for label in labels:
@@ -254,7 +253,7 @@ def print_offline(results: list[dict]) -> None:
             line.append(ratio_cell(me[field], ref[field]) if ref else "n/a")
         for field in ("encode_rtf", "decode_rtf"):
             cands = [
-                (rows[(label, seconds, k)][field], impl_of[label]) for label in others if (label, seconds, k) in rows
+                (rows[(label, seconds, k)][field], label) for label in others if (label, seconds, k) in rows
             ]
             if cands:
                 best, who = max(cands)
