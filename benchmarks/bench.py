@@ -252,9 +252,7 @@ def print_offline(results: list[dict]) -> None:
             ref = rows.get((moshi, seconds, k))
             line.append(ratio_cell(me[field], ref[field]) if ref else "n/a")
         for field in ("encode_rtf", "decode_rtf"):
-            cands = [
-                (rows[(label, seconds, k)][field], label) for label in others if (label, seconds, k) in rows
-            ]
+            cands = [(rows[(label, seconds, k)][field], label) for label in others if (label, seconds, k) in rows]
             if cands:
                 best, who = max(cands)
                 line.append(ratio_cell(me[field], best, who))

@@ -38,7 +38,7 @@ second stream. Its chunk and pass sizes are bounded by memory (one decoder activ
 the device at hand; the GPU values below are from its peak-memory run of the GPU schedule on the CPU backend (no Mac
 or GPU was available to time them). Peak memory, 20 s clips: one clip in chunks of 256 frames 2.0 GB encode, 2.2 GB
 decode (128: 1.5 / 1.6 GB); eight clips in passes of 512 clip-frames 3.7 / 4.1 GB, of 1024 6.9 / 7.8 GB, of 2048
-12.9 / 15.2 GB. ``frames_per_pass`` 512 keeps a batch within half of an 8 GB Mac's memory; a 256-frame chunk alone
+12.9 / 15.2 GB. ``frames_per_pass`` 512 keeps a batch to about half of an 8 GB Mac's memory; a 256-frame chunk alone
 already gives every conv 31 M activations (one clip), work enough to fill a GPU, so more clips per pass would buy
 little speed for the memory.
 """
